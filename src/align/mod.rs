@@ -1,0 +1,159 @@
+//! Face alignment: a least-squares similarity transform (rotation, uniform scale, translation)
+//! of the 5 detected landmarks onto the ArcFace template, then a bilinear warp to 112×112 —
+//! the same geometry as InsightFace's `norm_crop`, which the embedders were trained on.
+
+use crate::types::RgbImage;
+
+/// Side of an aligned crop.
+pub const CROP: usize = 112;
+
+/// The ArcFace 112×112 template: left eye, right eye, nose, left and right mouth corner.
+pub const ARCFACE_TEMPLATE: [[f32; 2]; 5] = [
+    [38.2946, 51.6963],
+    [73.5318, 51.5014],
+    [56.0252, 71.7366],
+    [41.5493, 92.3655],
+    [70.7299, 92.2041],
+];
+
+/// `x' = a·x − b·y + tx`, `y' = b·x + a·y + ty`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Similarity {
+    pub a: f32,
+    pub b: f32,
+    pub tx: f32,
+    pub ty: f32,
+}
+
+/// Why a face could not be aligned.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AlignError {
+    #[error("landmarks are degenerate (all at one point or not finite)")]
+    Degenerate,
+}
+
+impl Similarity {
+    /// Least-squares fit mapping `src` onto `dst` (Umeyama's method, which for 2-D similarities
+    /// without reflection has this closed form). Computed in f64: landmarks of a 4K frame squared
+    /// lose precision in f32.
+    pub fn estimate(src: &[[f32; 2]; 5], dst: &[[f32; 2]; 5]) -> Result<Self, AlignError> {
+        let n = src.len() as f64;
+        let mean = |p: &[[f32; 2]; 5]| {
+            let (sx, sy) = p.iter().fold((0.0, 0.0), |(x, y), q| (x + f64::from(q[0]), y + f64::from(q[1])));
+            (sx / n, sy / n)
+        };
+        let (msx, msy) = mean(src);
+        let (mdx, mdy) = mean(dst);
+        let (mut num_a, mut num_b, mut den) = (0.0f64, 0.0f64, 0.0f64);
+        for (s, d) in src.iter().zip(dst) {
+            let (sx, sy) = (f64::from(s[0]) - msx, f64::from(s[1]) - msy);
+            let (dx, dy) = (f64::from(d[0]) - mdx, f64::from(d[1]) - mdy);
+            num_a += sx * dx + sy * dy;
+            num_b += sx * dy - sy * dx;
+            den += sx * sx + sy * sy;
+        }
+        if !(den.is_finite() && den > 1e-9 && num_a.is_finite() && num_b.is_finite()) {
+            return Err(AlignError::Degenerate);
+        }
+        let (a, b) = (num_a / den, num_b / den);
+        let tx = mdx - (a * msx - b * msy);
+        let ty = mdy - (b * msx + a * msy);
+        Ok(Similarity { a: a as f32, b: b as f32, tx: tx as f32, ty: ty as f32 })
+    }
+
+    pub fn apply(&self, p: [f32; 2]) -> [f32; 2] {
+        [self.a * p[0] - self.b * p[1] + self.tx, self.b * p[0] + self.a * p[1] + self.ty]
+    }
+
+    /// The inverse map, or `None` when the scale is zero.
+    pub fn inverse(&self) -> Option<Self> {
+        let det = self.a * self.a + self.b * self.b;
+        if det <= f32::EPSILON || !det.is_finite() {
+            return None;
+        }
+        let (ia, ib) = (self.a / det, -self.b / det);
+        Some(Similarity { a: ia, b: ib, tx: -(ia * self.tx - ib * self.ty), ty: -(ib * self.tx + ia * self.ty) })
+    }
+}
+
+/// Cuts the 112×112 aligned crop of the face with `landmarks` out of `image`.
+pub fn align_face(image: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Result<RgbImage, AlignError> {
+    let m = Similarity::estimate(landmarks, &ARCFACE_TEMPLATE)?;
+    Ok(warp(image, &m.inverse().ok_or(AlignError::Degenerate)?, CROP))
+}
+
+/// Fills a `size × size` image by sampling `image` at `inv(x, y)` for every output pixel, with
+/// bilinear interpolation and black outside (as `cv2.warpAffine` with a constant border).
+pub fn warp(image: &RgbImage, inv: &Similarity, size: usize) -> RgbImage {
+    let mut data = vec![0u8; size * size * 3];
+    let mut px = [0.0f32; 3];
+    for y in 0..size {
+        for x in 0..size {
+            let [sx, sy] = inv.apply([x as f32, y as f32]);
+            image.sample_bilinear(sx, sy, &mut px);
+            let o = (y * size + x) * 3;
+            for c in 0..3 {
+                data[o + c] = px[c].round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    RgbImage { width: size, height: size, data }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovers_a_known_similarity() {
+        let truth = Similarity { a: 0.8 * 0.3f32.cos(), b: 0.8 * 0.3f32.sin(), tx: 12.5, ty: -7.25 };
+        let src = [[100.0, 120.0], [160.0, 118.0], [131.0, 150.0], [108.0, 182.0], [155.0, 181.0]];
+        let dst = src.map(|p| truth.apply(p));
+        let m = Similarity::estimate(&src, &dst).unwrap();
+        for (got, want) in [m.a, m.b, m.tx, m.ty].iter().zip([truth.a, truth.b, truth.tx, truth.ty]) {
+            assert!((got - want).abs() < 1e-3, "{m:?} vs {truth:?}");
+        }
+    }
+
+    #[test]
+    fn template_maps_onto_itself() {
+        let m = Similarity::estimate(&ARCFACE_TEMPLATE, &ARCFACE_TEMPLATE).unwrap();
+        assert!((m.a - 1.0).abs() < 1e-5 && m.b.abs() < 1e-5 && m.tx.abs() < 1e-3 && m.ty.abs() < 1e-3);
+    }
+
+    #[test]
+    fn inverse_undoes_the_transform() {
+        let m = Similarity { a: 1.5, b: -0.4, tx: 3.0, ty: 9.0 };
+        let inv = m.inverse().unwrap();
+        let p = [17.0, -4.0];
+        let back = inv.apply(m.apply(p));
+        assert!((back[0] - p[0]).abs() < 1e-4 && (back[1] - p[1]).abs() < 1e-4);
+    }
+
+    #[test]
+    fn degenerate_landmarks_are_an_error() {
+        assert_eq!(Similarity::estimate(&[[5.0, 5.0]; 5], &ARCFACE_TEMPLATE), Err(AlignError::Degenerate));
+        let mut nan = ARCFACE_TEMPLATE;
+        nan[2][0] = f32::NAN;
+        assert!(Similarity::estimate(&nan, &ARCFACE_TEMPLATE).is_err());
+    }
+
+    #[test]
+    fn aligned_crop_puts_a_marked_eye_on_the_template() {
+        // A 400×300 black frame with a white 3×3 dot at the (scaled, shifted) left-eye position.
+        let (w, h) = (400usize, 300usize);
+        let mut data = vec![0u8; w * h * 3];
+        let lm = ARCFACE_TEMPLATE.map(|p| [p[0] * 2.0 + 100.0, p[1] * 2.0 + 50.0]);
+        let (ex, ey) = (lm[0][0].round() as usize, lm[0][1].round() as usize);
+        for y in ey - 1..=ey + 1 {
+            for x in ex - 1..=ex + 1 {
+                data[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[255, 255, 255]);
+            }
+        }
+        let crop = align_face(&RgbImage::new(w, h, data).unwrap(), &lm).unwrap();
+        assert_eq!((crop.width, crop.height), (CROP, CROP));
+        let (cx, cy) = (ARCFACE_TEMPLATE[0][0].round() as usize, ARCFACE_TEMPLATE[0][1].round() as usize);
+        assert!(crop.data[(cy * CROP + cx) * 3] > 100, "eye dot should land on the template eye");
+        assert_eq!(crop.data[(10 * CROP + 10) * 3], 0);
+    }
+}

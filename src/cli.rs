@@ -1,0 +1,140 @@
+//! Command-line flags, as close to what the user typed as possible: clap structs only.
+//! [`crate::config`] turns them into a validated configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "episode-run", version, about = "Harvest faces from video: decode once, detect, align, batch-embed.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode INPUT once, detect faces on sampled frames, align and embed them, write faces.jsonl
+    /// and embeddings.npy. INPUT is any file FFmpeg opens: a video, or a still image.
+    Harvest(HarvestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HarvestArgs {
+    /// Video or image file.
+    pub input: PathBuf,
+    /// Detect on every Nth frame (frame_idx % N == 0).
+    #[arg(long, value_name = "N")]
+    pub stride: Option<u64>,
+    /// Output directory [default: runs/<input stem>/].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Compute threads for the whole process [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Send all crops of a frame to one embedder call (the default).
+    #[arg(long, overrides_with = "no_batch_embed")]
+    pub batch_embed: bool,
+    /// Embed one crop per call (rollback switch; identical results).
+    #[arg(long, overrides_with = "batch_embed")]
+    pub no_batch_embed: bool,
+    /// Detector model (YuNet ONNX).
+    #[arg(long, value_name = "PATH")]
+    pub det_model: Option<PathBuf>,
+    /// Embedder model (SFace ONNX prepared by scripts/prepare_sface.py).
+    #[arg(long, value_name = "PATH")]
+    pub embed_model: Option<PathBuf>,
+    /// TOML file layered over configs/default.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Do not embed faces whose shorter box side is below PX pixels.
+    #[arg(long, value_name = "PX")]
+    pub min_face: Option<f32>,
+    /// Do not embed faces whose detector score is below F.
+    #[arg(long, value_name = "F")]
+    pub det_threshold: Option<f32>,
+    /// No progress bar on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl HarvestArgs {
+    /// `Some(true)`/`Some(false)` when a batch flag was given, `None` to use the config.
+    pub fn batch_embed(&self) -> Option<bool> {
+        match (self.batch_embed, self.no_batch_embed) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn harvest(args: &[&str]) -> HarvestArgs {
+        let mut argv = vec!["episode-run", "harvest", "in.mp4"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Harvest(h) => h,
+        }
+    }
+
+    #[test]
+    fn input_is_required() {
+        assert!(Cli::try_parse_from(["episode-run", "harvest"]).is_err());
+        assert_eq!(harvest(&[]).input, PathBuf::from("in.mp4"));
+    }
+
+    #[test]
+    fn stride() {
+        assert_eq!(harvest(&["--stride", "4"]).stride, Some(4));
+        assert_eq!(harvest(&[]).stride, None);
+        assert!(Cli::try_parse_from(["episode-run", "harvest", "x", "--stride", "-1"]).is_err());
+    }
+
+    #[test]
+    fn out() {
+        assert_eq!(harvest(&["--out", "o"]).out, Some(PathBuf::from("o")));
+    }
+
+    #[test]
+    fn threads() {
+        assert_eq!(harvest(&["--threads", "1"]).threads, Some(1));
+    }
+
+    #[test]
+    fn batch_flags_last_one_wins() {
+        assert_eq!(harvest(&[]).batch_embed(), None);
+        assert_eq!(harvest(&["--no-batch-embed"]).batch_embed(), Some(false));
+        assert_eq!(harvest(&["--batch-embed"]).batch_embed(), Some(true));
+        assert_eq!(harvest(&["--batch-embed", "--no-batch-embed"]).batch_embed(), Some(false));
+        assert_eq!(harvest(&["--no-batch-embed", "--batch-embed"]).batch_embed(), Some(true));
+    }
+
+    #[test]
+    fn models() {
+        let h = harvest(&["--det-model", "d.onnx", "--embed-model", "e.onnx"]);
+        assert_eq!(h.det_model, Some(PathBuf::from("d.onnx")));
+        assert_eq!(h.embed_model, Some(PathBuf::from("e.onnx")));
+    }
+
+    #[test]
+    fn config() {
+        assert_eq!(harvest(&["--config", "c.toml"]).config, Some(PathBuf::from("c.toml")));
+    }
+
+    #[test]
+    fn gates() {
+        let h = harvest(&["--min-face", "32", "--det-threshold", "0.8"]);
+        assert_eq!((h.min_face, h.det_threshold), (Some(32.0), Some(0.8)));
+    }
+
+    #[test]
+    fn quiet() {
+        assert!(harvest(&["--quiet"]).quiet);
+        assert!(harvest(&["-q"]).quiet);
+        assert!(!harvest(&[]).quiet);
+    }
+}

@@ -1,0 +1,314 @@
+//! Raw flags + TOML → one validated [`HarvestConfig`]. All up-front checks happen here, once:
+//! the config parses and is in range, the out dir is (or can be made) a writable directory, and
+//! the runtime library and models are located. Nothing later re-reads flags or files.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::HarvestArgs;
+use crate::detect::DetectParams;
+
+/// The defaults, compiled in so the binary works from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../configs/default.toml");
+
+/// Env var naming the ONNX Runtime shared library.
+pub const ORT_LIB_ENV: &str = "EPISODE_RUN_ORT_LIB";
+/// Env var naming the folder `make setup` filled (runtime library, models).
+pub const HOME_ENV: &str = "EPISODE_RUN_HOME";
+/// Runtime library file inside the set-up folder.
+pub const ORT_LIB_FILE: &str = "lib/libonnxruntime.so.1.31.1";
+pub const DEFAULT_DETECTOR: &str = "models/face_detection_yunet_2023mar.onnx";
+pub const DEFAULT_EMBEDDER: &str = "models/face_recognition_sface_2021dec_fp32.onnx";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+    #[error("out dir {path} exists and is not a directory")]
+    OutDirIsFile { path: PathBuf },
+    #[error("out dir {path} is not writable: {source}")]
+    OutDirUnwritable { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    pub stride: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quality {
+    pub min_face: f32,
+    pub det_threshold: f32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Embed {
+    pub batch: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    pub threads: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    pub detector: PathBuf,
+    pub embedder: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressCfg {
+    pub interval_s: f64,
+}
+
+/// Every tunable, as in `configs/default.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub sampling: Sampling,
+    pub detect: DetectParams,
+    pub quality: Quality,
+    pub embed: Embed,
+    pub runtime: Runtime,
+    pub models: Models,
+    pub progress: ProgressCfg,
+}
+
+impl Settings {
+    /// The compiled-in defaults with `overlay` (a TOML document, possibly partial) merged on top.
+    pub fn layered(overlay: Option<(&Path, &str)>) -> Result<Self, ConfigError> {
+        let builtin = Path::new("configs/default.toml");
+        let parse = |path: &Path, text: &str| {
+            text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+        };
+        let mut table = parse(builtin, DEFAULT_TOML)?;
+        let origin = match overlay {
+            Some((path, text)) => {
+                merge(&mut table, parse(path, text)?);
+                path
+            }
+            None => builtin,
+        };
+        table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse { path: origin.to_path_buf(), message: e.to_string() })
+    }
+
+    /// Range checks that serde cannot express.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.sampling.stride == 0 {
+            return bad("stride must be at least 1");
+        }
+        let unit = |v: f32| (0.0..=1.0).contains(&v);
+        if !unit(self.detect.min_score) || !unit(self.quality.det_threshold) || !unit(self.detect.nms_iou) {
+            return bad("detect.min_score, detect.nms_iou and quality.det_threshold (--det-threshold) must be within 0..1");
+        }
+        if self.quality.min_face.is_nan() || self.quality.min_face < 0.0 {
+            return bad("quality.min_face (--min-face) must be 0 or more");
+        }
+        if self.detect.input_size < 32 || !self.detect.input_size.is_multiple_of(32) {
+            return bad("detect.input_size must be a positive multiple of 32");
+        }
+        if self.detect.max_faces == 0 {
+            return bad("detect.max_faces must be at least 1");
+        }
+        if !(0.25..=2.0).contains(&self.progress.interval_s) {
+            return bad("progress.interval_s must be within 0.25..2 (at most 4 writes a second, at least one every 2 s)");
+        }
+        Ok(())
+    }
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// A harvest, fully resolved and checked.
+#[derive(Clone, Debug)]
+pub struct HarvestConfig {
+    pub input: PathBuf,
+    pub out_dir: PathBuf,
+    /// The settings in force after the file and the flags, as recorded in the manifest.
+    pub settings: Settings,
+    pub threads: usize,
+    pub detector: PathBuf,
+    pub embedder: PathBuf,
+    pub ort_lib: PathBuf,
+    pub quiet: bool,
+}
+
+impl HarvestConfig {
+    pub fn from_args(args: &HarvestArgs) -> Result<Self, ConfigError> {
+        let overlay = match &args.config {
+            Some(p) => Some((p.as_path(), std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?)),
+            None => None,
+        };
+        let mut s = Settings::layered(overlay.as_ref().map(|(p, t)| (*p, t.as_str())))?;
+        if let Some(v) = args.stride {
+            s.sampling.stride = v;
+        }
+        if let Some(v) = args.threads {
+            s.runtime.threads = v;
+        }
+        if let Some(v) = args.batch_embed() {
+            s.embed.batch = v;
+        }
+        if let Some(v) = args.min_face {
+            s.quality.min_face = v;
+        }
+        if let Some(v) = args.det_threshold {
+            s.quality.det_threshold = v;
+        }
+        if let Some(v) = &args.det_model {
+            s.models.detector = v.clone();
+        }
+        if let Some(v) = &args.embed_model {
+            s.models.embedder = v.clone();
+        }
+        s.validate()?;
+
+        let home = setup_dir();
+        let installed = |rel: &str| home.as_ref().map(|h| h.join(rel)).unwrap_or_else(|| PathBuf::from(".deps").join(rel));
+        let pick = |configured: &Path, rel: &str| {
+            if configured.as_os_str().is_empty() { installed(rel) } else { configured.to_path_buf() }
+        };
+        let detector = pick(&s.models.detector, DEFAULT_DETECTOR);
+        let embedder = pick(&s.models.embedder, DEFAULT_EMBEDDER);
+        s.models = Models { detector: detector.clone(), embedder: embedder.clone() };
+        let ort_lib = std::env::var_os(ORT_LIB_ENV).map(PathBuf::from).unwrap_or_else(|| installed(ORT_LIB_FILE));
+        let threads = match s.runtime.threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        };
+        s.runtime.threads = threads;
+
+        let out_dir = args.out.clone().unwrap_or_else(|| default_out_dir(&args.input));
+        Ok(Self { input: args.input.clone(), out_dir, settings: s, threads, detector, embedder, ort_lib, quiet: args.quiet })
+    }
+
+    /// Creates the out dir if needed and proves it writable. Called once the input is known to
+    /// open, so a bad input does not leave an empty out dir behind.
+    pub fn prepare_out_dir(&self) -> Result<(), ConfigError> {
+        let path = &self.out_dir;
+        if path.exists() && !path.is_dir() {
+            return Err(ConfigError::OutDirIsFile { path: path.clone() });
+        }
+        let unwritable = |source| ConfigError::OutDirUnwritable { path: path.clone(), source };
+        std::fs::create_dir_all(path).map_err(unwritable)?;
+        let probe = path.join(".episode-run.probe");
+        std::fs::write(&probe, b"").map_err(unwritable)?;
+        std::fs::remove_file(&probe).map_err(unwritable)
+    }
+}
+
+/// `runs/<input stem>/`.
+pub fn default_out_dir(input: &Path) -> PathBuf {
+    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "input".into());
+    Path::new("runs").join(stem)
+}
+
+/// The folder `make setup` filled: `$EPISODE_RUN_HOME`, else a `.deps` folder beside or above the
+/// executable (a cargo build lives in `<repo>/target/<profile>/`), else the one in the source tree
+/// this binary was built from.
+pub fn setup_dir() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os(HOME_ENV) {
+        return Some(PathBuf::from(h));
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .map(|d| d.join(".deps"))
+        .find(|d| d.is_dir())
+        .or_else(|| Some(Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps")).filter(|d| d.is_dir()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> HarvestArgs {
+        let mut argv = vec!["episode-run", "harvest", "/videos/ep42.mp4"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Harvest(h) => h,
+        }
+    }
+
+    #[test]
+    fn builtin_defaults_parse() {
+        let s = Settings::layered(None).unwrap();
+        assert_eq!(s.sampling.stride, 1);
+        assert!(s.embed.batch);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn overlay_merges_and_rejects_unknown_keys() {
+        let s = Settings::layered(Some((Path::new("x.toml"), "[sampling]\nstride = 3\n"))).unwrap();
+        assert_eq!(s.sampling.stride, 3);
+        assert_eq!(s.detect.nms_iou, 0.3, "untouched keys keep their defaults");
+        let err = Settings::layered(Some((Path::new("x.toml"), "[sampling]\nstrid = 3\n"))).unwrap_err();
+        assert!(err.to_string().contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[sampling]\nstride = 3\n[quality]\nmin_face = 50.0\n").unwrap();
+        let cfg = HarvestConfig::from_args(&args(&["--config", file.to_str().unwrap(), "--stride", "4"])).unwrap();
+        assert_eq!(cfg.settings.sampling.stride, 4);
+        assert_eq!(cfg.settings.quality.min_face, 50.0);
+    }
+
+    #[test]
+    fn default_out_dir_uses_input_stem() {
+        let cfg = HarvestConfig::from_args(&args(&[])).unwrap();
+        assert_eq!(cfg.out_dir, PathBuf::from("runs/ep42"));
+    }
+
+    #[test]
+    fn explicit_models_and_threads_are_kept() {
+        let cfg = HarvestConfig::from_args(&args(&["--det-model", "d.onnx", "--threads", "3", "--no-batch-embed"])).unwrap();
+        assert_eq!(cfg.detector, PathBuf::from("d.onnx"));
+        assert_eq!(cfg.threads, 3);
+        assert!(!cfg.settings.embed.batch);
+        assert!(cfg.embedder.ends_with(DEFAULT_EMBEDDER));
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(HarvestConfig::from_args(&args(&["--stride", "0"])).is_err());
+        assert!(HarvestConfig::from_args(&args(&["--det-threshold", "1.5"])).is_err());
+        assert!(HarvestConfig::from_args(&args(&["--min-face=-3"])).is_err());
+    }
+
+    #[test]
+    fn out_dir_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let cfg = HarvestConfig::from_args(&args(&["--out", file.to_str().unwrap()])).unwrap();
+        assert!(matches!(cfg.prepare_out_dir(), Err(ConfigError::OutDirIsFile { .. })));
+    }
+}

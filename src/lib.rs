@@ -1,0 +1,20 @@
+//! episode-run: harvest faces from video.
+//!
+//! The crate is organised as stages that know nothing of each other — [`video`] decodes,
+//! [`detect`] finds faces, [`align`] cuts 112×112 crops, [`embed`] turns crops into unit
+//! vectors, [`output`] writes the files users read — plus [`pipeline`], the only module that
+//! spawns threads and owns channels, and [`config`], which turns flags and TOML into one
+//! validated [`config::HarvestConfig`] before any work starts.
+
+pub mod align;
+pub mod cli;
+pub mod config;
+pub mod detect;
+pub mod embed;
+pub mod onnx;
+pub mod output;
+pub mod pipeline;
+pub mod types;
+pub mod video;
+
+pub use pipeline::{harvest, HarvestError, HarvestSummary};

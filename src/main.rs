@@ -1,0 +1,39 @@
+//! Thin entry point: parse flags, validate them into a config, run, map the outcome to an exit
+//! code — 0 done, 1 done but some input could not be decoded, 2 fatal (one line on stderr).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use episode_run::cli::{Cli, Command};
+use episode_run::config::HarvestConfig;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Harvest(args) => {
+            let result = HarvestConfig::from_args(&args)
+                .map_err(anyhow::Error::from)
+                .and_then(|cfg| episode_run::harvest(&cfg).map_err(anyhow::Error::from));
+            match result {
+                Ok(summary) => {
+                    let c = &summary.counts;
+                    let skipped: u64 = c.faces_skipped.values().sum();
+                    eprintln!(
+                        "harvested {} frames ({} sampled): {} faces, {} embedded, {} skipped, {} embed calls in {:.1} s",
+                        c.frames_decoded, c.frames_sampled, c.faces_detected, c.faces_embedded, skipped, c.embed_calls, summary.wall_s
+                    );
+                    println!("{}", summary.out_dir.display());
+                    if summary.decode_issues > 0 {
+                        eprintln!("warning: {} part(s) of the input could not be decoded; see manifest.json", summary.decode_issues);
+                        return ExitCode::from(1);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

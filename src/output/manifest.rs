@@ -1,0 +1,153 @@
+//! `manifest.json`: everything needed to know how a run's outputs were made — tool version,
+//! resolved config, input, model hashes, runtime, thread split, counts and per-stage timings.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::onnx::RuntimeInfo;
+use crate::types::SkipReason;
+use crate::video::VideoInfo;
+
+/// Count, total and maximum of one stage's per-item time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageStats {
+    pub count: u64,
+    pub total: Duration,
+    pub max: Duration,
+}
+
+impl StageStats {
+    pub fn add(&mut self, d: Duration) {
+        self.count += 1;
+        self.total += d;
+        self.max = self.max.max(d);
+    }
+}
+
+impl Serialize for StageStats {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let mean = if self.count == 0 { Duration::ZERO } else { self.total / self.count as u32 };
+        serde_json::json!({
+            "count": self.count,
+            "total_s": (self.total.as_secs_f64() * 1e3).round() / 1e3,
+            "mean_ms": ms(mean),
+            "max_ms": ms(self.max),
+        })
+        .serialize(s)
+    }
+}
+
+/// Per-stage timings of a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub decode: StageStats,
+    pub detect: StageStats,
+    pub align: StageStats,
+    pub embed: StageStats,
+    pub write: StageStats,
+}
+
+/// What a run did, counted.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    pub frames_decoded: u64,
+    pub frames_sampled: u64,
+    pub faces_detected: u64,
+    pub faces_embedded: u64,
+    pub faces_skipped: BTreeMap<SkipReason, u64>,
+    pub embed_calls: u64,
+    pub frames_failed: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelFile {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+impl ModelFile {
+    pub fn hash(path: &Path) -> std::io::Result<Self> {
+        Ok(Self { path: path.to_path_buf(), sha256: sha256_file(path)? })
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InputFacts {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub video: VideoInfo,
+}
+
+/// How the `--threads` budget was spent.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct ThreadSplit {
+    pub budget: usize,
+    pub decode: usize,
+    pub detector_intra_op: usize,
+    pub embedder_intra_op: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Manifest {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub git_commit: &'static str,
+    pub config: serde_json::Value,
+    pub input: InputFacts,
+    pub models: BTreeMap<&'static str, ModelFile>,
+    pub onnxruntime: RuntimeInfo,
+    pub threads: ThreadSplit,
+    pub started_at: String,
+    pub finished_at: String,
+    pub wall_s: f64,
+    pub counts: Counts,
+    pub timings: Timings,
+    /// Decoding problems the run went past, first ones only.
+    pub decode_issues: Vec<String>,
+}
+
+/// Lower-case hex SHA-256 of a file, read in 1 MiB chunks.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_stats_serialise_mean_and_max() {
+        let mut s = StageStats::default();
+        s.add(Duration::from_millis(10));
+        s.add(Duration::from_millis(30));
+        let v = serde_json::to_value(s).unwrap();
+        assert_eq!(v["count"], 2);
+        assert_eq!(v["mean_ms"], 20.0);
+        assert_eq!(v["max_ms"], 30.0);
+        assert_eq!(v["total_s"], 0.04);
+    }
+
+    #[test]
+    fn sha256_of_known_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,258 @@
+//! The files users read: `faces.jsonl`, `embeddings.npy`, `progress.json`, `manifest.json`.
+//!
+//! Results are streamed into hidden `.partial` files in the out dir and renamed into place only by
+//! [`RunWriter::finish`]; a run that fails or is dropped removes them, so a `faces.jsonl` or
+//! `embeddings.npy` that exists is always complete. State files are replaced atomically
+//! (temp file, fsync, rename), never rewritten in place.
+
+pub mod manifest;
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use npyz::WriterBuilder;
+use serde::Serialize;
+
+use crate::types::SkipReason;
+
+pub const FACES: &str = "faces.jsonl";
+pub const EMBEDDINGS: &str = "embeddings.npy";
+pub const PROGRESS: &str = "progress.json";
+pub const MANIFEST: &str = "manifest.json";
+
+/// A failed write, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct OutputError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
+    move |source| OutputError { path: path.to_path_buf(), source }
+}
+
+/// One row of `faces.jsonl`. Field names are a contract: later versions add, never rename.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FaceRecord {
+    pub face_id: u64,
+    pub frame_idx: u64,
+    pub t: f64,
+    pub bbox: [f64; 4],
+    pub landmarks: [[f64; 2]; 5],
+    pub det_score: f64,
+    pub embedding_row: Option<u64>,
+    pub skip_reason: Option<SkipReason>,
+}
+
+/// Rounds for the JSON file: sub-pixel noise beyond 1/100 px helps nobody and bloats the file.
+pub fn round(x: f32, decimals: i32) -> f64 {
+    let p = 10f64.powi(decimals);
+    (f64::from(x) * p).round() / p
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsynced, renamed over.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    let tmp = partial_name(path);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(at(path))
+}
+
+/// Serialises `value` as pretty JSON and writes it atomically.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), OutputError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| OutputError { path: path.to_path_buf(), source: e.into() })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// `dir/.name.partial` for `dir/name`: hidden, and never mistaken for the real file.
+fn partial_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial"))
+}
+
+/// Streams the results of one run into partial files; [`finish`](Self::finish) publishes them.
+pub struct RunWriter {
+    faces_path: PathBuf,
+    emb_path: PathBuf,
+    faces: Option<BufWriter<File>>,
+    embeddings: Option<npyz::NpyWriter<f32, BufWriter<File>>>,
+    rows: u64,
+    dim: usize,
+}
+
+impl RunWriter {
+    /// Creates the partial files in `dir` for embeddings of length `dim`.
+    pub fn create(dir: &Path, dim: usize) -> Result<Self, OutputError> {
+        let faces_path = dir.join(FACES);
+        let emb_path = dir.join(EMBEDDINGS);
+        let faces_tmp = partial_name(&faces_path);
+        let emb_tmp = partial_name(&emb_path);
+        let faces = BufWriter::new(File::create(&faces_tmp).map_err(at(&faces_tmp))?);
+        let emb_file = BufWriter::new(File::create(&emb_tmp).map_err(at(&emb_tmp))?);
+        let embeddings = npyz::WriteOptions::new()
+            .default_dtype()
+            .writer(emb_file)
+            .begin_2d(dim as u64)
+            .map_err(at(&emb_tmp))?;
+        Ok(Self { faces_path, emb_path, faces: Some(faces), embeddings: Some(embeddings), rows: 0, dim })
+    }
+
+    /// Appends one embedding row and returns its index.
+    pub fn push_embedding(&mut self, row: &[f32]) -> Result<u64, OutputError> {
+        let path = partial_name(&self.emb_path);
+        if row.len() != self.dim {
+            let msg = format!("embedding has {} values, expected {}", row.len(), self.dim);
+            return Err(OutputError { path, source: io::Error::new(io::ErrorKind::InvalidInput, msg) });
+        }
+        let w = self.embeddings.as_mut().ok_or_else(|| closed(&path))?;
+        w.extend(row.iter().copied()).map_err(at(&path))?;
+        self.rows += 1;
+        Ok(self.rows - 1)
+    }
+
+    /// Appends one line to `faces.jsonl`.
+    pub fn push_face(&mut self, face: &FaceRecord) -> Result<(), OutputError> {
+        let path = partial_name(&self.faces_path);
+        let w = self.faces.as_mut().ok_or_else(|| closed(&path))?;
+        serde_json::to_writer(&mut *w, face).map_err(|e| OutputError { path: path.clone(), source: e.into() })?;
+        w.write_all(b"\n").map_err(at(&path))
+    }
+
+    /// Flushes, fsyncs and renames both files into place.
+    pub fn finish(mut self) -> Result<(), OutputError> {
+        let emb_tmp = partial_name(&self.emb_path);
+        let faces_tmp = partial_name(&self.faces_path);
+        if let Some(w) = self.embeddings.take() {
+            w.finish().map_err(at(&emb_tmp))?;
+        }
+        if let Some(w) = self.faces.take() {
+            let f = w.into_inner().map_err(|e| OutputError { path: faces_tmp.clone(), source: e.into_error() })?;
+            f.sync_all().map_err(at(&faces_tmp))?;
+        }
+        // npyz's finish flushed the buffer; sync the file it wrote.
+        File::open(&emb_tmp).and_then(|f| f.sync_all()).map_err(at(&emb_tmp))?;
+        fs::rename(&emb_tmp, &self.emb_path).map_err(at(&self.emb_path))?;
+        fs::rename(&faces_tmp, &self.faces_path).map_err(at(&self.faces_path))
+    }
+}
+
+fn closed(path: &Path) -> OutputError {
+    OutputError { path: path.to_path_buf(), source: io::Error::other("writer already finished") }
+}
+
+impl Drop for RunWriter {
+    /// A run that did not finish leaves no output that looks complete.
+    fn drop(&mut self) {
+        if self.faces.is_some() || self.embeddings.is_some() {
+            drop(self.faces.take());
+            drop(self.embeddings.take());
+            let _ = fs::remove_file(partial_name(&self.faces_path));
+            let _ = fs::remove_file(partial_name(&self.emb_path));
+        }
+    }
+}
+
+/// The live state users tail with `jq .fps progress.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Progress {
+    pub status: &'static str,
+    pub frames_decoded: u64,
+    pub frames_sampled: u64,
+    pub frames_total: Option<u64>,
+    pub faces: u64,
+    pub fps: f64,
+    pub eta_s: Option<f64>,
+    pub elapsed_s: f64,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Now, as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: u64, row: Option<u64>) -> FaceRecord {
+        FaceRecord {
+            face_id: id,
+            frame_idx: 4 * id,
+            t: 0.852,
+            bbox: [1.0, 2.0, 3.0, 4.0],
+            landmarks: [[1.5, 2.5]; 5],
+            det_score: 0.9,
+            embedding_row: row,
+            skip_reason: row.is_none().then_some(SkipReason::TooSmall),
+        }
+    }
+
+    #[test]
+    fn npy_round_trip_and_jsonl_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = RunWriter::create(dir.path(), 3).unwrap();
+        assert_eq!(w.push_embedding(&[1.0, 0.0, 0.0]).unwrap(), 0);
+        w.push_face(&record(0, Some(0))).unwrap();
+        w.push_face(&record(1, None)).unwrap();
+        assert_eq!(w.push_embedding(&[0.0, 0.6, 0.8]).unwrap(), 1);
+        assert!(w.push_embedding(&[1.0]).is_err(), "wrong length is refused");
+        assert!(!dir.path().join(EMBEDDINGS).exists(), "nothing published before finish");
+        w.finish().unwrap();
+
+        let bytes = fs::read(dir.path().join(EMBEDDINGS)).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(npy.shape(), &[2, 3]);
+        assert_eq!(npy.into_vec::<f32>().unwrap(), vec![1.0, 0.0, 0.0, 0.0, 0.6, 0.8]);
+
+        let text = fs::read_to_string(dir.path().join(FACES)).unwrap();
+        let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1]["skip_reason"], "too_small");
+        assert_eq!(rows[1]["embedding_row"], serde_json::Value::Null);
+        assert_eq!(rows[0]["landmarks"][4][1], 2.5);
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "no partial files left: {left:?}");
+    }
+
+    #[test]
+    fn empty_run_is_a_valid_zero_row_array() {
+        let dir = tempfile::tempdir().unwrap();
+        RunWriter::create(dir.path(), 128).unwrap().finish().unwrap();
+        let bytes = fs::read(dir.path().join(EMBEDDINGS)).unwrap();
+        assert_eq!(npyz::NpyFile::new(&bytes[..]).unwrap().shape(), &[0, 128]);
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing_complete_looking() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = RunWriter::create(dir.path(), 2).unwrap();
+        w.push_embedding(&[1.0, 0.0]).unwrap();
+        drop(w);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn atomic_json_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(PROGRESS);
+        write_json_atomic(&p, &serde_json::json!({"a": 1})).unwrap();
+        write_json_atomic(&p, &serde_json::json!({"a": 2})).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["a"], 2);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,410 @@
+//! The only module that spawns threads and owns channels. A harvest runs as three stages:
+//!
+//! ```text
+//! decode thread ──SampledFrame──▶ infer thread ──EmbeddedFrame──▶ writer (calling thread)
+//! (FFmpeg, every frame)          (detect, gate, align, embed)     (faces.jsonl, npy, progress)
+//! ```
+//!
+//! Channels are bounded, so memory does not grow with video length; shutdown is by dropping
+//! senders. When a stage fails, the stages downstream see a closed channel and the ones upstream
+//! a failed send; both stop quietly, and the error reported is the root cause (gifski's rule).
+//! A [`CpuBudget`] of `--threads` permits keeps the busy threads of the process within the cap.
+
+mod budget;
+mod progress;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, RecvTimeoutError};
+
+use crate::align::{align_face, AlignError};
+use crate::config::{ConfigError, HarvestConfig};
+use crate::detect::yunet::YunetDetector;
+use crate::detect::Detector;
+use crate::embed::sface::SfaceEmbedder;
+use crate::embed::Embedder;
+use crate::onnx::{self, OnnxError};
+use crate::output::manifest::{Counts, InputFacts, Manifest, ModelFile, StageStats, ThreadSplit, Timings};
+use crate::output::{self, FaceRecord, OutputError, Progress, RunWriter};
+use crate::types::{Detection, RgbImage, SkipReason};
+use crate::video::{DecodeIssue, VideoDecoder, VideoError};
+pub use budget::CpuBudget;
+use progress::{bar_line, eta, RateWindow};
+
+/// Frames in flight between two stages.
+const CHANNEL_DEPTH: usize = 4;
+/// Decode problems printed one by one before they are only counted.
+const MAX_LOGGED_ISSUES: usize = 20;
+
+/// A harvest that could not complete. Every variant is fatal (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum HarvestError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Video(#[from] VideoError),
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("no frame could be decoded from {path}")]
+    NoFrames { path: PathBuf },
+    #[error("cannot read model {path}: {source}")]
+    ModelRead { path: PathBuf, source: std::io::Error },
+    #[error("the {stage} thread panicked")]
+    Panicked { stage: &'static str },
+}
+
+/// What a completed harvest did.
+#[derive(Debug)]
+pub struct HarvestSummary {
+    pub out_dir: PathBuf,
+    pub counts: Counts,
+    pub wall_s: f64,
+    /// Decode problems the run went past (frames lost or input ended early): exit 1, not 0.
+    pub decode_issues: usize,
+}
+
+/// A sampled frame on its way to inference.
+struct SampledFrame {
+    idx: u64,
+    t: f64,
+    image: RgbImage,
+}
+
+/// One face after the gates, aligned and embedded when it passed.
+struct FaceOut {
+    det: Detection,
+    skip: Option<SkipReason>,
+    embedding: Option<Vec<f32>>,
+}
+
+/// A sampled frame's faces, in detector order.
+struct EmbeddedFrame {
+    idx: u64,
+    t: f64,
+    faces: Vec<FaceOut>,
+    embed_calls: u64,
+}
+
+enum DecodeMsg {
+    Frame(SampledFrame),
+    Issue(DecodeIssue),
+}
+
+struct Shared {
+    decoded: AtomicU64,
+    sampled: AtomicU64,
+}
+
+/// Runs one harvest to completion. On failure after the out dir is ready, `progress.json` says
+/// `failed` with the error, and no `faces.jsonl`/`embeddings.npy` of this run is published.
+pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
+    let started_at = output::now_rfc3339();
+    let start = Instant::now();
+    let runtime = onnx::init_runtime(&cfg.ort_lib)?;
+    let split = ThreadSplit {
+        budget: cfg.threads,
+        decode: cfg.threads,
+        detector_intra_op: cfg.threads,
+        embedder_intra_op: cfg.threads,
+    };
+    let decoder = VideoDecoder::open(&cfg.input, split.decode, cfg.settings.sampling.stride)?;
+    cfg.prepare_out_dir()?;
+    let progress_path = cfg.out_dir.join(output::PROGRESS);
+    let result = run(cfg, decoder, split, start).and_then(|run| {
+        let manifest = Manifest {
+            tool: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            git_commit: env!("EPISODE_RUN_GIT_COMMIT"),
+            config: serde_json::to_value(&cfg.settings).unwrap_or_default(),
+            input: InputFacts {
+                path: cfg.input.clone(),
+                size_bytes: std::fs::metadata(&cfg.input).map(|m| m.len()).unwrap_or(0),
+                video: run.video,
+            },
+            models: run.models,
+            onnxruntime: runtime,
+            threads: split,
+            started_at,
+            finished_at: output::now_rfc3339(),
+            wall_s: start.elapsed().as_secs_f64(),
+            counts: run.counts.clone(),
+            timings: run.timings,
+            decode_issues: run.issues.iter().take(MAX_LOGGED_ISSUES).cloned().collect(),
+        };
+        output::write_json_atomic(&cfg.out_dir.join(output::MANIFEST), &manifest)?;
+        let p = run.last_progress;
+        output::write_json_atomic(&progress_path, &Progress { status: "done", eta_s: Some(0.0), updated_at: output::now_rfc3339(), ..p })?;
+        Ok(HarvestSummary { out_dir: cfg.out_dir.clone(), counts: run.counts, wall_s: manifest.wall_s, decode_issues: run.issues.len() })
+    });
+    if let Err(e) = &result {
+        let failed = Progress {
+            status: "failed",
+            frames_decoded: 0,
+            frames_sampled: 0,
+            frames_total: None,
+            faces: 0,
+            fps: 0.0,
+            eta_s: None,
+            elapsed_s: start.elapsed().as_secs_f64(),
+            updated_at: output::now_rfc3339(),
+            error: Some(e.to_string()),
+        };
+        // Best effort: the failure itself may be a full or vanished disk.
+        let _ = output::write_json_atomic(&progress_path, &failed);
+    }
+    result
+}
+
+struct RunResult {
+    video: crate::video::VideoInfo,
+    models: BTreeMap<&'static str, ModelFile>,
+    counts: Counts,
+    timings: Timings,
+    issues: Vec<String>,
+    last_progress: Progress,
+}
+
+fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start: Instant) -> Result<RunResult, HarvestError> {
+    let video = decoder.info().clone();
+    let mut detector = YunetDetector::load(&cfg.detector, split.detector_intra_op, cfg.settings.detect.clone())?;
+    let mut embedder = SfaceEmbedder::load(&cfg.embedder, split.embedder_intra_op)?;
+    let mut models = BTreeMap::new();
+    for (role, path) in [("detector", &cfg.detector), ("embedder", &cfg.embedder)] {
+        let file = ModelFile::hash(path).map_err(|source| HarvestError::ModelRead { path: path.clone(), source })?;
+        models.insert(role, file);
+    }
+    let mut writer = RunWriter::create(&cfg.out_dir, embedder.dim())?;
+
+    let budget = Arc::new(CpuBudget::new(cfg.threads));
+    let shared = Arc::new(Shared { decoded: AtomicU64::new(0), sampled: AtomicU64::new(0) });
+    let (frame_tx, frame_rx) = bounded::<DecodeMsg>(CHANNEL_DEPTH);
+    let (face_tx, face_rx) = bounded::<EmbeddedFrame>(CHANNEL_DEPTH);
+
+    let decode_handle = {
+        let (budget, shared) = (budget.clone(), shared.clone());
+        thread::Builder::new()
+            .name("decode".into())
+            .spawn(move || -> Result<StageStats, VideoError> {
+                let mut stats = StageStats::default();
+                loop {
+                    let t0 = Instant::now();
+                    let next = budget.run(split.decode, || decoder.next_frame())?;
+                    for issue in decoder.take_issues() {
+                        if frame_tx.send(DecodeMsg::Issue(issue)).is_err() {
+                            return Ok(stats);
+                        }
+                    }
+                    let Some(frame) = next else { return Ok(stats) };
+                    stats.add(t0.elapsed());
+                    shared.decoded.fetch_add(1, Ordering::Relaxed);
+                    if let Some(image) = frame.image {
+                        shared.sampled.fetch_add(1, Ordering::Relaxed);
+                        if frame_tx.send(DecodeMsg::Frame(SampledFrame { idx: frame.idx, t: frame.t, image })).is_err() {
+                            return Ok(stats);
+                        }
+                    }
+                }
+            })
+            .map_err(|_| HarvestError::Panicked { stage: "decode" })?
+    };
+
+    let gates = cfg.settings.quality.clone();
+    let batch = cfg.settings.embed.batch;
+    let infer_handle = {
+        let budget = budget.clone();
+        thread::Builder::new()
+            .name("infer".into())
+            .spawn(move || -> Result<InferStats, OnnxError> {
+                let mut stats = InferStats::default();
+                for msg in frame_rx {
+                    let frame = match msg {
+                        DecodeMsg::Frame(f) => f,
+                        DecodeMsg::Issue(issue) => {
+                            stats.issues.push(issue);
+                            continue;
+                        }
+                    };
+                    let t0 = Instant::now();
+                    let dets = budget.run(split.detector_intra_op, || detector.detect(&frame.image))?;
+                    stats.timings.detect.add(t0.elapsed());
+                    let mut faces = Vec::with_capacity(dets.len());
+                    let mut crops = Vec::new();
+                    for det in dets {
+                        let t1 = Instant::now();
+                        let (skip, crop) = gate_and_align(&frame.image, &det, &gates);
+                        stats.timings.align.add(t1.elapsed());
+                        if let Some(c) = crop {
+                            crops.push((faces.len(), c));
+                        }
+                        if skip == Some(SkipReason::AlignFailed) {
+                            stats.align_failures.push(frame.idx);
+                        }
+                        faces.push(FaceOut { det, skip, embedding: None });
+                    }
+                    let mut embed_calls = 0;
+                    let groups: Vec<&[(usize, RgbImage)]> =
+                        if batch { vec![&crops[..]] } else { crops.chunks(1).collect() };
+                    for group in groups.into_iter().filter(|g| !g.is_empty()) {
+                        let refs: Vec<&RgbImage> = group.iter().map(|(_, c)| c).collect();
+                        let t2 = Instant::now();
+                        let vectors = budget.run(split.embedder_intra_op, || embedder.embed(&refs))?;
+                        stats.timings.embed.add(t2.elapsed());
+                        embed_calls += 1;
+                        for ((slot, _), v) in group.iter().zip(vectors) {
+                            faces[*slot].embedding = Some(v);
+                        }
+                    }
+                    if face_tx.send(EmbeddedFrame { idx: frame.idx, t: frame.t, faces, embed_calls }).is_err() {
+                        break;
+                    }
+                }
+                Ok(stats)
+            })
+            .map_err(|_| HarvestError::Panicked { stage: "infer" })?
+    };
+
+    let written = write_stage(cfg, &video, &mut writer, face_rx, &shared, start);
+    // Root cause first: a decoder error explains an empty or short run better than anything
+    // downstream; an inference error explains a writer that saw the channel close.
+    let decode_stats = decode_handle.join().map_err(|_| HarvestError::Panicked { stage: "decode" })??;
+    let infer = infer_handle.join().map_err(|_| HarvestError::Panicked { stage: "infer" })??;
+    let (mut counts, write_stats, last_progress) = written?;
+
+    let mut issues = Vec::new();
+    for issue in &infer.issues {
+        let line = match issue {
+            DecodeIssue::BadPacket { after_frame, reason } => {
+                counts.frames_failed += 1;
+                format!("undecodable data after frame {after_frame}: {reason}")
+            }
+            DecodeIssue::EndedEarly { after_frame, reason } => format!("input ended early after frame {after_frame}: {reason}"),
+        };
+        if issues.len() < MAX_LOGGED_ISSUES {
+            eprintln!("warning: {}: {line}", cfg.input.display());
+        }
+        issues.push(line);
+    }
+    for frame in infer.align_failures.iter().take(MAX_LOGGED_ISSUES) {
+        eprintln!("warning: {}: a face in frame {frame} could not be aligned (degenerate landmarks)", cfg.input.display());
+    }
+    counts.frames_decoded = shared.decoded.load(Ordering::Relaxed);
+    counts.frames_sampled = shared.sampled.load(Ordering::Relaxed);
+    if counts.frames_decoded == 0 {
+        return Err(HarvestError::NoFrames { path: cfg.input.clone() });
+    }
+    writer.finish()?;
+    let timings = Timings { decode: decode_stats, detect: infer.timings.detect, align: infer.timings.align, embed: infer.timings.embed, write: write_stats };
+    Ok(RunResult { video, models, counts, timings, issues, last_progress })
+}
+
+#[derive(Default)]
+struct InferStats {
+    timings: Timings,
+    issues: Vec<DecodeIssue>,
+    align_failures: Vec<u64>,
+}
+
+/// Applies the quality gates to one detection and aligns it when it passes.
+fn gate_and_align(image: &RgbImage, det: &Detection, gates: &crate::config::Quality) -> (Option<SkipReason>, Option<RgbImage>) {
+    if det.min_side() < gates.min_face {
+        return (Some(SkipReason::TooSmall), None);
+    }
+    if det.score < gates.det_threshold {
+        return (Some(SkipReason::LowScore), None);
+    }
+    match align_face(image, &det.landmarks) {
+        Ok(crop) => (None, Some(crop)),
+        Err(AlignError::Degenerate) => (Some(SkipReason::AlignFailed), None),
+    }
+}
+
+/// Writes every face in frame order and keeps progress.json (and the terminal bar) current.
+fn write_stage(
+    cfg: &HarvestConfig,
+    video: &crate::video::VideoInfo,
+    writer: &mut RunWriter,
+    rx: crossbeam_channel::Receiver<EmbeddedFrame>,
+    shared: &Shared,
+    start: Instant,
+) -> Result<(Counts, StageStats, Progress), OutputError> {
+    let progress_path = cfg.out_dir.join(output::PROGRESS);
+    let interval = Duration::from_secs_f64(cfg.settings.progress.interval_s);
+    let bar = !cfg.quiet && std::io::stderr().is_terminal();
+    let mut rate = RateWindow::new(Duration::from_secs(5), start);
+    let mut counts = Counts::default();
+    let mut stats = StageStats::default();
+    let mut face_id = 0u64;
+    let mut last_write: Option<Instant> = None;
+    let snapshot = |rate: &mut RateWindow, faces: u64| {
+        let decoded = shared.decoded.load(Ordering::Relaxed);
+        let fps = rate.push(Instant::now(), decoded);
+        Progress {
+            status: "running",
+            frames_decoded: decoded,
+            frames_sampled: shared.sampled.load(Ordering::Relaxed),
+            frames_total: video.frames_total,
+            faces,
+            fps: (fps * 10.0).round() / 10.0,
+            eta_s: eta(decoded, video.frames_total, fps).map(|s| s.round()),
+            elapsed_s: (start.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+            updated_at: output::now_rfc3339(),
+            error: None,
+        }
+    };
+    loop {
+        match rx.recv_timeout(interval) {
+            Ok(frame) => {
+                let t0 = Instant::now();
+                counts.embed_calls += frame.embed_calls;
+                for face in frame.faces {
+                    let embedding_row = match &face.embedding {
+                        Some(v) => Some(writer.push_embedding(v)?),
+                        None => None,
+                    };
+                    counts.faces_detected += 1;
+                    match face.skip {
+                        Some(reason) => *counts.faces_skipped.entry(reason).or_default() += 1,
+                        None if embedding_row.is_some() => counts.faces_embedded += 1,
+                        None => {}
+                    }
+                    let d = &face.det;
+                    writer.push_face(&FaceRecord {
+                        face_id,
+                        frame_idx: frame.idx,
+                        t: (frame.t * 1e6).round() / 1e6,
+                        bbox: d.bbox.map(|v| output::round(v, 2)),
+                        landmarks: d.landmarks.map(|p| p.map(|v| output::round(v, 2))),
+                        det_score: output::round(d.score, 4),
+                        embedding_row,
+                        skip_reason: face.skip,
+                    })?;
+                    face_id += 1;
+                }
+                stats.add(t0.elapsed());
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_write.is_none_or(|t| t.elapsed() >= interval) {
+            let p = snapshot(&mut rate, face_id);
+            output::write_json_atomic(&progress_path, &p)?;
+            if bar {
+                eprint!("\r{}\x1b[K", bar_line(p.frames_decoded, p.frames_total, p.fps, p.faces, p.eta_s));
+            }
+            last_write = Some(Instant::now());
+        }
+    }
+    let p = snapshot(&mut rate, face_id);
+    if bar {
+        eprintln!("\r{}\x1b[K", bar_line(p.frames_decoded, p.frames_total, p.fps, p.faces, Some(0.0)));
+    }
+    Ok((counts, stats, p))
+}

@@ -1,0 +1,75 @@
+//! Plain data that crosses stage boundaries: an RGB image, a detected face, an aligned crop.
+//! Kept free of ffmpeg/ort types so every stage can be tested with hand-made values.
+
+/// A packed 8-bit RGB image (row stride = 3 × width). Decoded frames and aligned crops both use it,
+/// so the detector, the aligner and the embedder agree on one pixel layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+impl RgbImage {
+    /// Wraps `data`; `None` when its length is not `3 × width × height`, so a malformed buffer
+    /// is caught where it is made rather than as an out-of-bounds read in a pixel loop.
+    pub fn new(width: usize, height: usize, data: Vec<u8>) -> Option<Self> {
+        (data.len() == width * height * 3).then_some(Self { width, height, data })
+    }
+
+    /// Bilinear sample of channel `c` at real coordinates; pixels outside the image read as 0,
+    /// like OpenCV's constant border, which InsightFace's `norm_crop` relies on.
+    #[inline]
+    pub fn sample_bilinear(&self, x: f32, y: f32, out: &mut [f32; 3]) {
+        let x0 = x.floor();
+        let y0 = y.floor();
+        let fx = x - x0;
+        let fy = y - y0;
+        let (x0, y0) = (x0 as isize, y0 as isize);
+        *out = [0.0; 3];
+        let weights = [
+            (x0, y0, (1.0 - fx) * (1.0 - fy)),
+            (x0 + 1, y0, fx * (1.0 - fy)),
+            (x0, y0 + 1, (1.0 - fx) * fy),
+            (x0 + 1, y0 + 1, fx * fy),
+        ];
+        for (px, py, w) in weights {
+            if w == 0.0 || px < 0 || py < 0 || px >= self.width as isize || py >= self.height as isize {
+                continue;
+            }
+            let i = (py as usize * self.width + px as usize) * 3;
+            out[0] += w * f32::from(self.data[i]);
+            out[1] += w * f32::from(self.data[i + 1]);
+            out[2] += w * f32::from(self.data[i + 2]);
+        }
+    }
+}
+
+/// One face as the detector reports it, in pixels of the original frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detection {
+    /// `[x1, y1, x2, y2]`.
+    pub bbox: [f32; 4],
+    /// Left eye, right eye, nose, left mouth corner, right mouth corner, as seen in the image.
+    pub landmarks: [[f32; 2]; 5],
+    pub score: f32,
+}
+
+impl Detection {
+    /// Shorter side of the box: the size users filter on (`--min-face`).
+    pub fn min_side(&self) -> f32 {
+        (self.bbox[2] - self.bbox[0]).min(self.bbox[3] - self.bbox[1])
+    }
+}
+
+/// Why a detected face was not embedded; written as snake_case in `faces.jsonl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Shorter box side below `--min-face`.
+    TooSmall,
+    /// Detector score below `--det-threshold`.
+    LowScore,
+    /// The landmarks gave no usable transform.
+    AlignFailed,
+}

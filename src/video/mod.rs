@@ -1,0 +1,262 @@
+//! FFmpeg decoding and frame sampling: every frame of the input is decoded exactly once, in order,
+//! and only the sampled ones (`frame_idx % stride == 0`) pay for the conversion to RGB.
+//!
+//! All ffmpeg-next types stay inside this module; the rest of the crate sees [`VideoInfo`],
+//! [`DecodedFrame`] and [`VideoError`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg::codec::threading;
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling;
+
+use crate::types::RgbImage;
+
+/// Why a video could not be opened or read. Every variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("input not found: {path}")]
+    NotFound { path: PathBuf },
+    #[error("input is a directory, not a video or image file: {path}")]
+    IsDirectory { path: PathBuf },
+    #[error("input is an empty file: {path}")]
+    Empty { path: PathBuf },
+    #[error("cannot open {path} as video or image: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("no video stream in {path}")]
+    NoVideoStream { path: PathBuf },
+    #[error("cannot start a decoder for {path}: {reason}")]
+    Decoder { path: PathBuf, reason: String },
+    #[error("cannot convert frame {frame} of {path} to RGB: {reason}")]
+    Convert { path: PathBuf, frame: u64, reason: String },
+}
+
+/// What the container says about the video stream, for progress and the manifest.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VideoInfo {
+    pub width: u32,
+    pub height: u32,
+    pub codec: String,
+    pub pixel_format: String,
+    /// Frame count from the container, when it records one.
+    pub frames_total: Option<u64>,
+    pub frame_rate: Option<f64>,
+    pub time_base: f64,
+}
+
+/// One decoded frame. `image` is present only for sampled frames.
+#[derive(Debug)]
+pub struct DecodedFrame {
+    pub idx: u64,
+    /// Presentation time in seconds (pts × time base), as players show it.
+    pub t: f64,
+    pub image: Option<RgbImage>,
+}
+
+/// Something that went wrong with part of the stream while decoding went on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeIssue {
+    /// The decoder rejected a packet; the frame(s) in it are lost.
+    BadPacket { after_frame: u64, reason: String },
+    /// Reading the input stopped with an error before its end (truncated or unreadable file).
+    EndedEarly { after_frame: u64, reason: String },
+}
+
+fn init_ffmpeg() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        // ffmpeg::init only registers devices/network on old FFmpeg; it cannot fail on 5.x.
+        let _ = ffmpeg::init();
+        // FFmpeg's own log would interleave with ours; failures are reported by this module.
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
+    });
+}
+
+/// Decodes one video stream frame by frame.
+pub struct VideoDecoder {
+    path: PathBuf,
+    input: ffmpeg::format::context::Input,
+    decoder: ffmpeg::decoder::Video,
+    stream_index: usize,
+    info: VideoInfo,
+    stride: u64,
+    scaler: Option<scaling::Context>,
+    frame: ffmpeg::frame::Video,
+    rgb: ffmpeg::frame::Video,
+    next_idx: u64,
+    last_t: Option<f64>,
+    eof_sent: bool,
+    issues: Vec<DecodeIssue>,
+}
+
+// The decoder is moved once into the decode thread and used only there.
+unsafe impl Send for VideoDecoder {}
+
+impl VideoDecoder {
+    /// Opens `path`, picks its best video stream and starts a decoder with `threads` frame threads.
+    pub fn open(path: &Path, threads: usize, stride: u64) -> Result<Self, VideoError> {
+        check_input_file(path)?;
+        init_ffmpeg();
+        let open_err = |e: ffmpeg::Error| VideoError::Open { path: path.to_path_buf(), reason: e.to_string() };
+        let input = ffmpeg::format::input(path).map_err(open_err)?;
+        let stream = input
+            .streams()
+            .best(ffmpeg::media::Type::Video)
+            .ok_or_else(|| VideoError::NoVideoStream { path: path.to_path_buf() })?;
+        let stream_index = stream.index();
+        let time_base = f64::from(stream.time_base());
+        let frames_total = u64::try_from(stream.frames()).ok().filter(|&n| n > 0);
+        let rate = stream.avg_frame_rate();
+        let frame_rate = (rate.numerator() > 0 && rate.denominator() > 0).then(|| f64::from(rate));
+        let dec_err = |e: ffmpeg::Error| VideoError::Decoder { path: path.to_path_buf(), reason: e.to_string() };
+        let mut ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).map_err(dec_err)?;
+        ctx.set_threading(threading::Config { kind: threading::Type::Frame, count: threads.max(1), ..Default::default() });
+        let decoder = ctx.decoder().video().map_err(dec_err)?;
+        if decoder.width() == 0 || decoder.height() == 0 {
+            return Err(VideoError::Decoder { path: path.to_path_buf(), reason: "the stream has no frame size".into() });
+        }
+        let info = VideoInfo {
+            width: decoder.width(),
+            height: decoder.height(),
+            codec: decoder.codec().map(|c| c.name().to_string()).unwrap_or_else(|| "unknown".into()),
+            pixel_format: format!("{:?}", decoder.format()).to_lowercase(),
+            frames_total,
+            frame_rate,
+            time_base,
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            input,
+            decoder,
+            stream_index,
+            info,
+            stride: stride.max(1),
+            scaler: None,
+            frame: ffmpeg::frame::Video::empty(),
+            rgb: ffmpeg::frame::Video::empty(),
+            next_idx: 0,
+            last_t: None,
+            eof_sent: false,
+            issues: Vec::new(),
+        })
+    }
+
+    pub fn info(&self) -> &VideoInfo {
+        &self.info
+    }
+
+    /// Problems met since the last call; decoding has gone on past each of them.
+    pub fn take_issues(&mut self) -> Vec<DecodeIssue> {
+        std::mem::take(&mut self.issues)
+    }
+
+    /// The next frame in decode order, or `None` at the end of the stream.
+    pub fn next_frame(&mut self) -> Result<Option<DecodedFrame>, VideoError> {
+        loop {
+            match self.decoder.receive_frame(&mut self.frame) {
+                Ok(()) => return self.emit().map(Some),
+                Err(ffmpeg::Error::Eof) => return Ok(None),
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {}
+                Err(e) => {
+                    // A broken frame inside the decoder: note it and keep pulling.
+                    self.issues.push(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: e.to_string() });
+                    if self.eof_sent {
+                        return Ok(None);
+                    }
+                }
+            }
+            if self.eof_sent {
+                return Ok(None);
+            }
+            self.feed()?;
+        }
+    }
+
+    /// Reads packets until one of our stream is accepted by the decoder, or signals the end.
+    fn feed(&mut self) -> Result<(), VideoError> {
+        let mut packet = ffmpeg::Packet::empty();
+        loop {
+            match packet.read(&mut self.input) {
+                Ok(()) => {
+                    if packet.stream() != self.stream_index {
+                        continue;
+                    }
+                    match self.decoder.send_packet(&packet) {
+                        Ok(()) => return Ok(()),
+                        Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => return Ok(()),
+                        Err(e) => {
+                            self.issues.push(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: e.to_string() })
+                        }
+                    }
+                }
+                // The demuxer resyncs past a corrupt packet.
+                Err(ffmpeg::Error::InvalidData) => {
+                    self.issues.push(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: "invalid data in the container".into() })
+                }
+                Err(e) => {
+                    if e != ffmpeg::Error::Eof {
+                        self.issues.push(DecodeIssue::EndedEarly { after_frame: self.next_idx, reason: e.to_string() });
+                    }
+                    self.eof_sent = true;
+                    // Flushing an open decoder cannot fail in a way we could act on.
+                    let _ = self.decoder.send_eof();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self) -> Result<DecodedFrame, VideoError> {
+        let idx = self.next_idx;
+        self.next_idx += 1;
+        let t = match self.frame.timestamp() {
+            Some(ts) => ts as f64 * self.info.time_base,
+            None => match (self.last_t, self.info.frame_rate) {
+                (Some(prev), Some(fps)) => prev + 1.0 / fps,
+                (Some(prev), None) => prev,
+                (None, _) => 0.0,
+            },
+        };
+        self.last_t = Some(t);
+        let image = if idx.is_multiple_of(self.stride) { Some(self.convert_rgb(idx)?) } else { None };
+        Ok(DecodedFrame { idx, t, image })
+    }
+
+    fn convert_rgb(&mut self, idx: u64) -> Result<RgbImage, VideoError> {
+        let (fmt, w, h) = (self.frame.format(), self.frame.width(), self.frame.height());
+        let convert_err = |reason: String| VideoError::Convert { path: self.path.clone(), frame: idx, reason };
+        let stale = self
+            .scaler
+            .as_ref()
+            .is_none_or(|s| s.input().format != fmt || s.input().width != w || s.input().height != h);
+        if stale {
+            let scaler = scaling::Context::get(fmt, w, h, Pixel::RGB24, w, h, scaling::Flags::BILINEAR)
+                .map_err(|e| convert_err(format!("{fmt:?} {w}x{h}: {e}")))?;
+            self.scaler = Some(scaler);
+        }
+        let scaler = self.scaler.as_mut().ok_or_else(|| convert_err("no scaler".into()))?;
+        scaler.run(&self.frame, &mut self.rgb).map_err(|e| convert_err(e.to_string()))?;
+        let (w, h) = (w as usize, h as usize);
+        let stride = self.rgb.stride(0);
+        let src = self.rgb.data(0);
+        let mut data = Vec::with_capacity(w * h * 3);
+        for row in 0..h {
+            data.extend_from_slice(&src[row * stride..row * stride + w * 3]);
+        }
+        RgbImage::new(w, h, data).ok_or_else(|| convert_err("RGB buffer has the wrong size".into()))
+    }
+}
+
+/// The checks FFmpeg would report vaguely ("Invalid data found"), made first so the message is exact.
+fn check_input_file(path: &Path) -> Result<(), VideoError> {
+    let meta = std::fs::metadata(path).map_err(|_| VideoError::NotFound { path: path.to_path_buf() })?;
+    if meta.is_dir() {
+        return Err(VideoError::IsDirectory { path: path.to_path_buf() });
+    }
+    if meta.len() == 0 {
+        return Err(VideoError::Empty { path: path.to_path_buf() });
+    }
+    Ok(())
+}
