@@ -91,7 +91,7 @@ impl Settings {
     pub fn layered(overlay: Option<(&Path, &str)>) -> Result<Self, ConfigError> {
         let builtin = Path::new("configs/default.toml");
         let parse = |path: &Path, text: &str| {
-            text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+            text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: one_line(&e, Some(text)) })
         };
         let mut table = parse(builtin, DEFAULT_TOML)?;
         let origin = match overlay {
@@ -101,7 +101,7 @@ impl Settings {
             }
             None => builtin,
         };
-        table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse { path: origin.to_path_buf(), message: e.to_string() })
+        table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse { path: origin.to_path_buf(), message: one_line(&e, None) })
     }
 
     /// Range checks that serde cannot express.
@@ -127,6 +127,19 @@ impl Settings {
             return bad("progress.interval_s must be within 0.25..2 (at most 4 writes a second, at least one every 2 s)");
         }
         Ok(())
+    }
+}
+
+/// A TOML error as one line (toml's Display draws a multi-line snippet): the message, and the
+/// line number when the error points into `text`.
+fn one_line(e: &toml::de::Error, text: Option<&str>) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    match (e.span(), text) {
+        (Some(span), Some(text)) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {msg}")
+        }
+        _ => msg,
     }
 }
 
@@ -267,8 +280,10 @@ mod tests {
         let s = Settings::layered(Some((Path::new("x.toml"), "[sampling]\nstride = 3\n"))).unwrap();
         assert_eq!(s.sampling.stride, 3);
         assert_eq!(s.detect.nms_iou, 0.3, "untouched keys keep their defaults");
-        let err = Settings::layered(Some((Path::new("x.toml"), "[sampling]\nstrid = 3\n"))).unwrap_err();
-        assert!(err.to_string().contains("x.toml"), "{err}");
+        let err = Settings::layered(Some((Path::new("x.toml"), "[sampling]\nstrid = 3\n"))).unwrap_err().to_string();
+        assert!(err.contains("x.toml") && err.contains("strid") && !err.contains('\n'), "{err}");
+        let err = Settings::layered(Some((Path::new("y.toml"), "[sampling]\nstride = = 3\n"))).unwrap_err().to_string();
+        assert!(err.contains("y.toml: line 2:") && !err.contains('\n'), "{err}");
     }
 
     #[test]

@@ -30,7 +30,8 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    // Our errors already carry their cause in their message: one line, no chain.
+                    eprintln!("error: {}", e.to_string().replace('\n', " "));
                     ExitCode::from(2)
                 }
             }

@@ -27,6 +27,7 @@ pub enum OnnxError {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RuntimeInfo {
     pub library: PathBuf,
+    pub version: String,
     pub build_info: String,
     pub execution_provider: &'static str,
 }
@@ -47,6 +48,7 @@ pub fn init_runtime(library: &Path) -> Result<RuntimeInfo, OnnxError> {
             .map_err(|e| e.to_string())?;
         let info = RuntimeInfo {
             library: library.to_path_buf(),
+            version: library_version(library)?,
             build_info: ort::info().to_string(),
             execution_provider: "CPUExecutionProvider",
         };
@@ -55,6 +57,25 @@ pub fn init_runtime(library: &Path) -> Result<RuntimeInfo, OnnxError> {
     match result {
         Ok((_, info)) => Ok(info.clone()),
         Err(reason) => Err(OnnxError::Runtime { path: library.to_path_buf(), reason: reason.clone() }),
+    }
+}
+
+/// The version string the library reports (`OrtGetApiBase()->GetVersionString()`); ort does
+/// not expose it, and the manifest must say which runtime produced the embeddings.
+fn library_version(library: &Path) -> Result<String, String> {
+    // SAFETY: the library is already loaded by ort (dlopen returns the same handle);
+    // OrtGetApiBase has this signature in every ONNX Runtime release, and the string it
+    // returns is static and NUL-terminated.
+    unsafe {
+        let lib = libloading::Library::new(library).map_err(|e| e.to_string())?;
+        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+            lib.get(b"OrtGetApiBase").map_err(|e| e.to_string())?;
+        let base = get_base();
+        if base.is_null() {
+            return Err("OrtGetApiBase returned null".into());
+        }
+        let v = ((*base).GetVersionString)();
+        Ok(std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned())
     }
 }
 

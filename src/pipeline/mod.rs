@@ -106,44 +106,9 @@ struct Shared {
 /// Runs one harvest to completion. On failure after the out dir is ready, `progress.json` says
 /// `failed` with the error, and no `faces.jsonl`/`embeddings.npy` of this run is published.
 pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
-    let started_at = output::now_rfc3339();
     let start = Instant::now();
-    let runtime = onnx::init_runtime(&cfg.ort_lib)?;
-    let split = ThreadSplit {
-        budget: cfg.threads,
-        decode: cfg.threads,
-        detector_intra_op: cfg.threads,
-        embedder_intra_op: cfg.threads,
-    };
-    let decoder = VideoDecoder::open(&cfg.input, split.decode, cfg.settings.sampling.stride)?;
     cfg.prepare_out_dir()?;
-    let progress_path = cfg.out_dir.join(output::PROGRESS);
-    let result = run(cfg, decoder, split, start).and_then(|run| {
-        let manifest = Manifest {
-            tool: env!("CARGO_PKG_NAME"),
-            version: env!("CARGO_PKG_VERSION"),
-            git_commit: env!("EPISODE_RUN_GIT_COMMIT"),
-            config: serde_json::to_value(&cfg.settings).unwrap_or_default(),
-            input: InputFacts {
-                path: cfg.input.clone(),
-                size_bytes: std::fs::metadata(&cfg.input).map(|m| m.len()).unwrap_or(0),
-                video: run.video,
-            },
-            models: run.models,
-            onnxruntime: runtime,
-            threads: split,
-            started_at,
-            finished_at: output::now_rfc3339(),
-            wall_s: start.elapsed().as_secs_f64(),
-            counts: run.counts.clone(),
-            timings: run.timings,
-            decode_issues: run.issues.iter().take(MAX_LOGGED_ISSUES).cloned().collect(),
-        };
-        output::write_json_atomic(&cfg.out_dir.join(output::MANIFEST), &manifest)?;
-        let p = run.last_progress;
-        output::write_json_atomic(&progress_path, &Progress { status: "done", eta_s: Some(0.0), updated_at: output::now_rfc3339(), ..p })?;
-        Ok(HarvestSummary { out_dir: cfg.out_dir.clone(), counts: run.counts, wall_s: manifest.wall_s, decode_issues: run.issues.len() })
-    });
+    let result = harvest_into_out_dir(cfg, start);
     if let Err(e) = &result {
         let failed = Progress {
             status: "failed",
@@ -158,9 +123,46 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
             error: Some(e.to_string()),
         };
         // Best effort: the failure itself may be a full or vanished disk.
-        let _ = output::write_json_atomic(&progress_path, &failed);
+        let _ = output::write_json_atomic(&cfg.out_dir.join(output::PROGRESS), &failed);
     }
     result
+}
+
+fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant) -> Result<HarvestSummary, HarvestError> {
+    let started_at = output::now_rfc3339();
+    let split = ThreadSplit {
+        budget: cfg.threads,
+        decode: cfg.threads,
+        detector_intra_op: cfg.threads,
+        embedder_intra_op: cfg.threads,
+    };
+    let runtime = onnx::init_runtime(&cfg.ort_lib)?;
+    let decoder = VideoDecoder::open(&cfg.input, split.decode, cfg.settings.sampling.stride)?;
+    let run = run(cfg, decoder, split, start)?;
+    let manifest = Manifest {
+        tool: env!("CARGO_PKG_NAME"),
+        version: env!("CARGO_PKG_VERSION"),
+        git_commit: env!("EPISODE_RUN_GIT_COMMIT"),
+        config: serde_json::to_value(&cfg.settings).unwrap_or_default(),
+        input: InputFacts {
+            path: cfg.input.clone(),
+            size_bytes: std::fs::metadata(&cfg.input).map(|m| m.len()).unwrap_or(0),
+            video: run.video,
+        },
+        models: run.models,
+        onnxruntime: runtime,
+        threads: split,
+        started_at,
+        finished_at: output::now_rfc3339(),
+        wall_s: start.elapsed().as_secs_f64(),
+        counts: run.counts.clone(),
+        timings: run.timings,
+        decode_issues: run.issues.iter().take(MAX_LOGGED_ISSUES).cloned().collect(),
+    };
+    output::write_json_atomic(&cfg.out_dir.join(output::MANIFEST), &manifest)?;
+    let done = Progress { status: "done", eta_s: Some(0.0), updated_at: output::now_rfc3339(), ..run.last_progress };
+    output::write_json_atomic(&cfg.out_dir.join(output::PROGRESS), &done)?;
+    Ok(HarvestSummary { out_dir: cfg.out_dir.clone(), counts: run.counts, wall_s: manifest.wall_s, decode_issues: run.issues.len() })
 }
 
 struct RunResult {

@@ -1,0 +1,158 @@
+//! End-to-end: the real binary, the real models, the real Hamilton clip and reference photos.
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use util::*;
+
+const MATCH: f32 = 0.363;
+
+/// Best cosine to `reference` among the embedded faces of each frame.
+fn best_per_frame(run: &Run, reference: &[f32]) -> BTreeMap<u64, f32> {
+    let mut best = BTreeMap::new();
+    for f in &run.faces {
+        if let Some(row) = f["embedding_row"].as_u64() {
+            let c = cosine(&run.embeddings[row as usize], reference);
+            let e = best.entry(f["frame_idx"].as_u64().unwrap()).or_insert(f32::MIN);
+            *e = e.max(c);
+        }
+    }
+    best
+}
+
+fn fraction_matched(best: &BTreeMap<u64, f32>, frames: std::ops::RangeInclusive<u64>) -> f64 {
+    let n = frames.clone().count() as f64;
+    frames.filter(|f| best.get(f).is_some_and(|&c| c >= MATCH)).count() as f64 / n
+}
+
+#[test]
+fn finds_lin_manuel_miranda_and_obama_in_their_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lin = harvest_ok(&media("lin-manuel-miranda.png"), &tmp.path().join("lin"), &[]).largest_face_embedding();
+    let obama = harvest_ok(&media("obama.jpg"), &tmp.path().join("obama"), &[]).largest_face_embedding();
+    let run = harvest_ok(&hamilton(), &tmp.path().join("clip"), &["--stride", "1"]);
+
+    let lin_frac = fraction_matched(&best_per_frame(&run, &lin), 82..=210);
+    let obama_frac = fraction_matched(&best_per_frame(&run, &obama), 211..=274);
+    assert!(lin_frac >= 0.95, "Lin-Manuel Miranda matched in {:.1}% of frames 82-210", lin_frac * 100.0);
+    assert!(obama_frac >= 0.95, "Obama matched in {:.1}% of frames 211-274", obama_frac * 100.0);
+
+    // Output contract: every row's fields, dense ids, unit-norm rows that map one-to-one.
+    assert_eq!(run.shape[0] as usize, run.embeddings.len());
+    assert_eq!(run.shape[1], 128);
+    let mut rows = BTreeSet::new();
+    for (i, f) in run.faces.iter().enumerate() {
+        assert_eq!(f["face_id"].as_u64(), Some(i as u64));
+        assert_eq!(f["bbox"].as_array().unwrap().len(), 4);
+        assert_eq!(f["landmarks"].as_array().unwrap().len(), 5);
+        assert!(f["det_score"].is_f64() && f["t"].is_f64());
+        match f["embedding_row"].as_u64() {
+            Some(r) => {
+                assert!(f["skip_reason"].is_null());
+                assert!(rows.insert(r));
+            }
+            None => assert!(f["skip_reason"].is_string(), "unembedded face without a reason: {f}"),
+        }
+    }
+    assert_eq!(rows.len(), run.embeddings.len());
+    for e in &run.embeddings {
+        let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() <= 1e-3, "row norm {norm}");
+    }
+    let frames: Vec<u64> = run.faces.iter().map(|f| f["frame_idx"].as_u64().unwrap()).collect();
+    assert!(frames.windows(2).all(|w| w[0] <= w[1]), "faces are in frame order");
+    // The clip's video starts at pts 0.852 s: t is what a player shows.
+    let first = &run.faces[0];
+    assert_eq!(first["frame_idx"], 0);
+    assert!((first["t"].as_f64().unwrap() - 0.852).abs() < 0.01, "t = {}", first["t"]);
+    // Landmarks are left eye then right eye as seen in the image.
+    let lm = first["landmarks"].as_array().unwrap();
+    assert!(lm[0][0].as_f64() < lm[1][0].as_f64());
+
+    let m = &run.manifest;
+    assert_eq!(m["counts"]["faces_detected"].as_u64(), Some(run.faces.len() as u64));
+    assert_eq!(m["counts"]["faces_embedded"].as_u64(), Some(run.embeddings.len() as u64));
+    assert_eq!(m["models"]["detector"]["sha256"], "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4");
+    assert_eq!(m["onnxruntime"]["version"], "1.31.1");
+    assert_eq!(run.progress["status"], "done");
+    assert_eq!(run.progress["frames_decoded"], 275);
+}
+
+#[test]
+fn batch_and_no_batch_give_the_same_faces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let batch = harvest_ok(&hamilton(), &tmp.path().join("b"), &["--stride", "3"]);
+    let single = harvest_ok(&hamilton(), &tmp.path().join("s"), &["--stride", "3", "--no-batch-embed"]);
+    assert_eq!(batch.faces_text, single.faces_text, "faces.jsonl rows differ");
+    assert_eq!(batch.embeddings.len(), single.embeddings.len());
+    let worst = batch
+        .embeddings
+        .iter()
+        .zip(&single.embeddings)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-4, "max embedding difference {worst}");
+
+    let frames_with_embedded: BTreeSet<u64> =
+        batch.faces.iter().filter(|f| f["embedding_row"].is_u64()).map(|f| f["frame_idx"].as_u64().unwrap()).collect();
+    assert!(batch.faces.len() > frames_with_embedded.len(), "the clip has frames with several faces");
+    assert_eq!(batch.manifest["counts"]["embed_calls"].as_u64(), Some(frames_with_embedded.len() as u64));
+    assert_eq!(single.manifest["counts"]["embed_calls"], single.manifest["counts"]["faces_embedded"]);
+    assert_eq!(single.manifest["counts"]["faces_embedded"].as_u64(), Some(single.embeddings.len() as u64));
+}
+
+#[test]
+fn stride_four_samples_exactly_every_fourth_frame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = harvest_ok(&hamilton(), &tmp.path().join("s4"), &["--stride", "4"]);
+    let total = ffprobe_frame_count(&hamilton());
+    assert_eq!(total, 275);
+    let counts = &run.manifest["counts"];
+    assert_eq!(counts["frames_decoded"].as_u64(), Some(total));
+    assert_eq!(counts["frames_sampled"].as_u64(), Some(total.div_ceil(4)));
+    let sampled: BTreeSet<u64> = run.faces.iter().map(|f| f["frame_idx"].as_u64().unwrap()).collect();
+    assert!(sampled.iter().all(|f| f % 4 == 0), "a face from an unsampled frame: {sampled:?}");
+    // Faces are on screen in nearly every frame, so nearly every sampled frame has faces.
+    assert!(sampled.len() as u64 >= total.div_ceil(4) * 9 / 10, "{} frames with faces", sampled.len());
+    assert_eq!(run.manifest["config"]["sampling"]["stride"], 4);
+}
+
+#[test]
+fn one_thread_uses_one_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("t1");
+    let start = std::time::Instant::now();
+    let child = std::process::Command::new(bin())
+        .args(["harvest", "--quiet", "--threads", "1", "--stride", "2", "--out"])
+        .arg(&out)
+        .arg(hamilton())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // wait4 gives the CPU time of exactly this child, all its threads included.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed().as_secs_f64();
+    assert_eq!(r, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "harvest failed");
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
+    assert!(cpu / wall <= 1.10, "--threads 1 used {cpu:.2} s CPU in {wall:.2} s wall ({:.2})", cpu / wall);
+    let m = Run::load(&out).manifest;
+    assert_eq!(m["threads"]["budget"], 1);
+    assert_eq!(m["threads"]["decode"], 1);
+}
+
+#[test]
+fn version_and_help() {
+    let o = std::process::Command::new(bin()).arg("--version").output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let o = std::process::Command::new(bin()).args(["harvest", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in ["--stride", "--out", "--threads", "--no-batch-embed", "--det-model", "--embed-model", "--config", "--min-face", "--det-threshold"] {
+        assert!(help.contains(flag), "help lacks {flag}");
+    }
+}
