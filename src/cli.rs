@@ -49,10 +49,10 @@ pub struct HarvestArgs {
     pub config: Option<PathBuf>,
     /// Do not embed faces whose shorter box side is below PX pixels.
     #[arg(long, value_name = "PX")]
-    pub min_face: Option<f32>,
+    pub min_face: Option<f64>,
     /// Do not embed faces whose detector score is below F.
     #[arg(long, value_name = "F")]
-    pub det_threshold: Option<f32>,
+    pub det_threshold: Option<f64>,
     /// No progress bar on stderr.
     #[arg(long, short)]
     pub quiet: bool,

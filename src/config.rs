@@ -44,8 +44,8 @@ pub struct Sampling {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quality {
-    pub min_face: f32,
-    pub det_threshold: f32,
+    pub min_face: f64,
+    pub det_threshold: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,7 +110,7 @@ impl Settings {
         if self.sampling.stride == 0 {
             return bad("stride must be at least 1");
         }
-        let unit = |v: f32| (0.0..=1.0).contains(&v);
+        let unit = |v: f64| (0.0..=1.0).contains(&v);
         if !unit(self.detect.min_score) || !unit(self.quality.det_threshold) || !unit(self.detect.nms_iou) {
             return bad("detect.min_score, detect.nms_iou and quality.det_threshold (--det-threshold) must be within 0..1");
         }

@@ -123,6 +123,7 @@ fn one_thread_uses_one_cpu() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("t1");
     let start = std::time::Instant::now();
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
     let child = std::process::Command::new(bin())
         .args(["harvest", "--quiet", "--threads", "1", "--stride", "2", "--out"])
         .arg(&out)

@@ -19,9 +19,9 @@ pub trait Detector {
 #[serde(deny_unknown_fields)]
 pub struct DetectParams {
     /// Candidates scoring below this are dropped before NMS (they are not faces at all).
-    pub min_score: f32,
+    pub min_score: f64,
     /// IoU above which two boxes are one face.
-    pub nms_iou: f32,
+    pub nms_iou: f64,
     /// Longer side, in pixels, that a frame is scaled to for models with a dynamic input size.
     pub input_size: u32,
     /// At most this many faces per frame, best first.

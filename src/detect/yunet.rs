@@ -170,9 +170,9 @@ impl Detector for YunetDetector {
                 value.try_extract_tensor::<f32>().map(|(_, data)| data).map_err(run_err)
             };
             let level = Level { stride, cls: get("cls")?, obj: get("obj")?, bbox: get("bbox")?, kps: get("kps")? };
-            decode_level(&level, &lb, self.params.min_score, &mut dets);
+            decode_level(&level, &lb, self.params.min_score as f32, &mut dets);
         }
-        let mut kept = nms(dets, self.params.nms_iou);
+        let mut kept = nms(dets, self.params.nms_iou as f32);
         kept.truncate(self.params.max_faces);
         Ok(kept)
     }

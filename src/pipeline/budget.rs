@@ -2,6 +2,7 @@
 //! so the stages together never exceed `--threads`, whatever their own thread settings.
 
 use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 pub struct CpuBudget {
     total: usize,
@@ -27,6 +28,16 @@ impl CpuBudget {
         }
         let _release = Release { budget: self, permits: want };
         work()
+    }
+
+    /// [`run`](Self::run), also returning how long `work` itself took (the wait for permits
+    /// excluded), so stage timings measure work rather than contention.
+    pub fn timed<T>(&self, permits: usize, work: impl FnOnce() -> T) -> (T, Duration) {
+        self.run(permits, || {
+            let start = Instant::now();
+            let out = work();
+            (out, start.elapsed())
+        })
     }
 }
 

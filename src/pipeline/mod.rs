@@ -197,15 +197,15 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
             .spawn(move || -> Result<StageStats, VideoError> {
                 let mut stats = StageStats::default();
                 loop {
-                    let t0 = Instant::now();
-                    let next = budget.run(split.decode, || decoder.next_frame())?;
+                    let (next, took) = budget.timed(split.decode, || decoder.next_frame());
+                    let next = next?;
                     for issue in decoder.take_issues() {
                         if frame_tx.send(DecodeMsg::Issue(issue)).is_err() {
                             return Ok(stats);
                         }
                     }
                     let Some(frame) = next else { return Ok(stats) };
-                    stats.add(t0.elapsed());
+                    stats.add(took);
                     shared.decoded.fetch_add(1, Ordering::Relaxed);
                     if let Some(image) = frame.image {
                         shared.sampled.fetch_add(1, Ordering::Relaxed);
@@ -234,9 +234,9 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
                             continue;
                         }
                     };
-                    let t0 = Instant::now();
-                    let dets = budget.run(split.detector_intra_op, || detector.detect(&frame.image))?;
-                    stats.timings.detect.add(t0.elapsed());
+                    let (dets, took) = budget.timed(split.detector_intra_op, || detector.detect(&frame.image));
+                    stats.timings.detect.add(took);
+                    let dets = dets?;
                     let mut faces = Vec::with_capacity(dets.len());
                     let mut crops = Vec::new();
                     for det in dets {
@@ -256,9 +256,9 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
                         if batch { vec![&crops[..]] } else { crops.chunks(1).collect() };
                     for group in groups.into_iter().filter(|g| !g.is_empty()) {
                         let refs: Vec<&RgbImage> = group.iter().map(|(_, c)| c).collect();
-                        let t2 = Instant::now();
-                        let vectors = budget.run(split.embedder_intra_op, || embedder.embed(&refs))?;
-                        stats.timings.embed.add(t2.elapsed());
+                        let (vectors, took) = budget.timed(split.embedder_intra_op, || embedder.embed(&refs));
+                        stats.timings.embed.add(took);
+                        let vectors = vectors?;
                         embed_calls += 1;
                         for ((slot, _), v) in group.iter().zip(vectors) {
                             faces[*slot].embedding = Some(v);
@@ -316,10 +316,10 @@ struct InferStats {
 
 /// Applies the quality gates to one detection and aligns it when it passes.
 fn gate_and_align(image: &RgbImage, det: &Detection, gates: &crate::config::Quality) -> (Option<SkipReason>, Option<RgbImage>) {
-    if det.min_side() < gates.min_face {
+    if f64::from(det.min_side()) < gates.min_face {
         return (Some(SkipReason::TooSmall), None);
     }
-    if det.score < gates.det_threshold {
+    if f64::from(det.score) < gates.det_threshold {
         return (Some(SkipReason::LowScore), None);
     }
     match align_face(image, &det.landmarks) {
