@@ -11,9 +11,11 @@ pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod embed;
+pub mod identify;
 pub mod onnx;
 pub mod output;
 pub mod pipeline;
+pub mod track;
 pub mod types;
 pub mod video;
 

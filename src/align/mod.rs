@@ -2,6 +2,8 @@
 //! of the 5 detected landmarks onto the ArcFace template, then a bilinear warp to 112×112 —
 //! the same geometry as InsightFace's `norm_crop`, which the embedders were trained on.
 
+pub mod quality;
+
 use crate::types::RgbImage;
 
 /// Side of an aligned crop.

@@ -46,6 +46,9 @@ pub struct VideoInfo {
     pub time_base: f64,
 }
 
+/// Side of the square thumbnail made of every frame, for shot-cut detection.
+pub const THUMB: u32 = 64;
+
 /// One decoded frame. `image` is present only for sampled frames.
 #[derive(Debug)]
 pub struct DecodedFrame {
@@ -53,6 +56,8 @@ pub struct DecodedFrame {
     /// Presentation time in seconds (pts × time base), as players show it.
     pub t: f64,
     pub image: Option<RgbImage>,
+    /// A `THUMB × THUMB` RGB thumbnail of every frame (aspect not kept).
+    pub thumb: RgbImage,
 }
 
 /// Something that went wrong with part of the stream while decoding went on.
@@ -83,8 +88,10 @@ pub struct VideoDecoder {
     info: VideoInfo,
     stride: u64,
     scaler: Option<scaling::Context>,
+    thumb_scaler: Option<scaling::Context>,
     frame: ffmpeg::frame::Video,
     rgb: ffmpeg::frame::Video,
+    thumb_rgb: ffmpeg::frame::Video,
     next_idx: u64,
     last_t: Option<f64>,
     eof_sent: bool,
@@ -134,8 +141,10 @@ impl VideoDecoder {
             info,
             stride: stride.max(1),
             scaler: None,
+            thumb_scaler: None,
             frame: ffmpeg::frame::Video::empty(),
             rgb: ffmpeg::frame::Video::empty(),
+            thumb_rgb: ffmpeg::frame::Video::empty(),
             next_idx: 0,
             last_t: None,
             eof_sent: false,
@@ -220,33 +229,49 @@ impl VideoDecoder {
             },
         };
         self.last_t = Some(t);
-        let image = if idx.is_multiple_of(self.stride) { Some(self.convert_rgb(idx)?) } else { None };
-        Ok(DecodedFrame { idx, t, image })
+        let err = |reason: String| VideoError::Convert { path: self.path.clone(), frame: idx, reason };
+        let thumb = convert(&self.frame, &mut self.thumb_scaler, &mut self.thumb_rgb, THUMB, THUMB).map_err(err)?;
+        let image = if idx.is_multiple_of(self.stride) {
+            let (w, h) = (self.frame.width(), self.frame.height());
+            Some(convert(&self.frame, &mut self.scaler, &mut self.rgb, w, h).map_err(err)?)
+        } else {
+            None
+        };
+        Ok(DecodedFrame { idx, t, image, thumb })
     }
+}
 
-    fn convert_rgb(&mut self, idx: u64) -> Result<RgbImage, VideoError> {
-        let (fmt, w, h) = (self.frame.format(), self.frame.width(), self.frame.height());
-        let convert_err = |reason: String| VideoError::Convert { path: self.path.clone(), frame: idx, reason };
-        let stale = self
-            .scaler
-            .as_ref()
-            .is_none_or(|s| s.input().format != fmt || s.input().width != w || s.input().height != h);
-        if stale {
-            let scaler = scaling::Context::get(fmt, w, h, Pixel::RGB24, w, h, scaling::Flags::BILINEAR)
-                .map_err(|e| convert_err(format!("{fmt:?} {w}x{h}: {e}")))?;
-            self.scaler = Some(scaler);
-        }
-        let scaler = self.scaler.as_mut().ok_or_else(|| convert_err("no scaler".into()))?;
-        scaler.run(&self.frame, &mut self.rgb).map_err(|e| convert_err(e.to_string()))?;
-        let (w, h) = (w as usize, h as usize);
-        let stride = self.rgb.stride(0);
-        let src = self.rgb.data(0);
-        let mut data = Vec::with_capacity(w * h * 3);
-        for row in 0..h {
-            data.extend_from_slice(&src[row * stride..row * stride + w * 3]);
-        }
-        RgbImage::new(w, h, data).ok_or_else(|| convert_err("RGB buffer has the wrong size".into()))
+/// Converts `frame` to packed RGB of `w × h` with the cached `scaler` and output frame, both
+/// remade when the frame's format or size changes mid-stream.
+fn convert(
+    frame: &ffmpeg::frame::Video,
+    scaler: &mut Option<scaling::Context>,
+    out: &mut ffmpeg::frame::Video,
+    w: u32,
+    h: u32,
+) -> Result<RgbImage, String> {
+    let (fmt, fw, fh) = (frame.format(), frame.width(), frame.height());
+    let stale = scaler.as_ref().is_none_or(|s| {
+        let i = s.input();
+        i.format != fmt || i.width != fw || i.height != fh || s.output().width != w || s.output().height != h
+    });
+    if stale {
+        *out = ffmpeg::frame::Video::empty();
+        *scaler = Some(
+            scaling::Context::get(fmt, fw, fh, Pixel::RGB24, w, h, scaling::Flags::BILINEAR)
+                .map_err(|e| format!("{fmt:?} {fw}x{fh}: {e}"))?,
+        );
     }
+    let scaler = scaler.as_mut().ok_or("no scaler")?;
+    scaler.run(frame, out).map_err(|e| e.to_string())?;
+    let (w, h) = (w as usize, h as usize);
+    let stride = out.stride(0);
+    let src = out.data(0);
+    let mut data = Vec::with_capacity(w * h * 3);
+    for row in 0..h {
+        data.extend_from_slice(&src[row * stride..row * stride + w * 3]);
+    }
+    RgbImage::new(w, h, data).ok_or_else(|| "RGB buffer has the wrong size".to_string())
 }
 
 /// The checks FFmpeg would report vaguely ("Invalid data found"), made first so the message is exact.
