@@ -17,6 +17,9 @@ pub enum Command {
     /// Decode INPUT once, detect faces on sampled frames, align and embed them, write faces.jsonl
     /// and embeddings.npy. INPUT is any file FFmpeg opens: a video, or a still image.
     Harvest(HarvestArgs),
+    /// Re-match an existing run against cast photos from its embeddings.npy and
+    /// track_embeddings.npy, without decoding the video again; rewrites the identity fields.
+    Identify(IdentifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,9 +56,33 @@ pub struct HarvestArgs {
     /// Do not embed faces whose detector score is below F.
     #[arg(long, value_name = "F")]
     pub det_threshold: Option<f64>,
+    /// Cast photos: DIR/<name>.<jpg|png> or DIR/<name>/*; names faces and tracks.
+    #[arg(long, value_name = "DIR")]
+    pub seeds: Option<PathBuf>,
     /// No progress bar on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IdentifyArgs {
+    /// Out dir of a completed harvest.
+    pub run_dir: PathBuf,
+    /// Cast photos: DIR/<name>.<jpg|png> or DIR/<name>/*.
+    #[arg(long, value_name = "DIR")]
+    pub seeds: PathBuf,
+    /// TOML file layered over configs/default.toml (for [identify] and [quality]).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Compute threads [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Detector model for the seed photos.
+    #[arg(long, value_name = "PATH")]
+    pub det_model: Option<PathBuf>,
+    /// Embedder model for the seed photos (must be the one the run used).
+    #[arg(long, value_name = "PATH")]
+    pub embed_model: Option<PathBuf>,
 }
 
 impl HarvestArgs {
@@ -78,6 +105,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Harvest(h) => h,
+            Command::Identify(_) => unreachable!("harvest was parsed"),
         }
     }
 
@@ -129,6 +157,20 @@ mod tests {
     fn gates() {
         let h = harvest(&["--min-face", "32", "--det-threshold", "0.8"]);
         assert_eq!((h.min_face, h.det_threshold), (Some(32.0), Some(0.8)));
+    }
+
+    #[test]
+    fn seeds() {
+        assert_eq!(harvest(&["--seeds", "cast"]).seeds, Some(PathBuf::from("cast")));
+        assert_eq!(harvest(&[]).seeds, None);
+    }
+
+    #[test]
+    fn identify_takes_run_dir_and_seeds() {
+        let cli = Cli::try_parse_from(["episode-run", "identify", "runs/ep42", "--seeds", "cast", "--threads", "1"]).unwrap();
+        let Command::Identify(a) = cli.command else { panic!("identify expected") };
+        assert_eq!((a.run_dir, a.seeds, a.threads), (PathBuf::from("runs/ep42"), PathBuf::from("cast"), Some(1)));
+        assert!(Cli::try_parse_from(["episode-run", "identify", "runs/ep42"]).is_err(), "--seeds is required");
     }
 
     #[test]

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::HarvestArgs;
+use crate::cli::{HarvestArgs, IdentifyArgs};
 use crate::detect::DetectParams;
+use crate::identify::MatchParams;
+use crate::track::TrackParams;
 
 /// The defaults, compiled in so the binary works from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../configs/default.toml");
@@ -46,6 +48,15 @@ pub struct Sampling {
 pub struct Quality {
     pub min_face: f64,
     pub det_threshold: f64,
+    pub min_blur: f64,
+    pub max_yaw: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cuts {
+    pub threshold: f64,
+    pub min_shot: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,6 +95,9 @@ pub struct Settings {
     pub runtime: Runtime,
     pub models: Models,
     pub progress: ProgressCfg,
+    pub track: TrackParams,
+    pub cuts: Cuts,
+    pub identify: MatchParams,
 }
 
 impl Settings {
@@ -104,6 +118,45 @@ impl Settings {
         table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse { path: origin.to_path_buf(), message: one_line(&e, None) })
     }
 
+    /// The defaults layered with the TOML file at `path`, if any.
+    pub fn from_file(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                Self::layered(Some((p, &text)))
+            }
+            None => Self::layered(None),
+        }
+    }
+
+    /// Model paths given on the command line win over the file.
+    fn override_models(&mut self, detector: Option<&PathBuf>, embedder: Option<&PathBuf>) {
+        if let Some(v) = detector {
+            self.models.detector = v.clone();
+        }
+        if let Some(v) = embedder {
+            self.models.embedder = v.clone();
+        }
+    }
+
+    /// Fills in the installed models and the core count where the settings leave them open, and
+    /// returns (detector, embedder, runtime library, threads).
+    fn resolve(&mut self) -> (PathBuf, PathBuf, PathBuf, usize) {
+        let home = setup_dir();
+        let installed = |rel: &str| home.as_ref().map(|h| h.join(rel)).unwrap_or_else(|| PathBuf::from(".deps").join(rel));
+        let pick = |configured: &Path, rel: &str| {
+            if configured.as_os_str().is_empty() { installed(rel) } else { configured.to_path_buf() }
+        };
+        let detector = pick(&self.models.detector, DEFAULT_DETECTOR);
+        let embedder = pick(&self.models.embedder, DEFAULT_EMBEDDER);
+        self.models = Models { detector: detector.clone(), embedder: embedder.clone() };
+        let ort_lib = std::env::var_os(ORT_LIB_ENV).map(PathBuf::from).unwrap_or_else(|| installed(ORT_LIB_FILE));
+        if self.runtime.threads == 0 {
+            self.runtime.threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        }
+        (detector, embedder, ort_lib, self.runtime.threads)
+    }
+
     /// Range checks that serde cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
@@ -122,6 +175,18 @@ impl Settings {
         }
         if self.detect.max_faces == 0 {
             return bad("detect.max_faces must be at least 1");
+        }
+        if !unit(self.cuts.threshold) || !unit(self.track.iou) || !unit(self.track.low_iou) || !unit(self.track.high_score) {
+            return bad("cuts.threshold, track.iou, track.low_iou and track.high_score must be within 0..1");
+        }
+        if !(-1.0..=1.0).contains(&self.track.min_cosine) || !(-1.0..=1.0).contains(&self.identify.threshold) {
+            return bad("track.min_cosine and identify.threshold (cosines) must be within -1..1");
+        }
+        if !(0.0..=2.0).contains(&self.identify.min_margin) {
+            return bad("identify.min_margin must be within 0..2");
+        }
+        if !(0.0..=90.0).contains(&self.quality.max_yaw) || self.quality.min_blur.is_nan() || self.quality.min_blur < 0.0 {
+            return bad("quality.max_yaw must be within 0..90 degrees and quality.min_blur 0 or more");
         }
         if !(0.25..=2.0).contains(&self.progress.interval_s) {
             return bad("progress.interval_s must be within 0.25..2 (at most 4 writes a second, at least one every 2 s)");
@@ -167,15 +232,13 @@ pub struct HarvestConfig {
     pub embedder: PathBuf,
     pub ort_lib: PathBuf,
     pub quiet: bool,
+    /// Cast photos to name faces and tracks after (`--seeds`).
+    pub seeds: Option<PathBuf>,
 }
 
 impl HarvestConfig {
     pub fn from_args(args: &HarvestArgs) -> Result<Self, ConfigError> {
-        let overlay = match &args.config {
-            Some(p) => Some((p.as_path(), std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?)),
-            None => None,
-        };
-        let mut s = Settings::layered(overlay.as_ref().map(|(p, t)| (*p, t.as_str())))?;
+        let mut s = Settings::from_file(args.config.as_deref())?;
         if let Some(v) = args.stride {
             s.sampling.stride = v;
         }
@@ -191,31 +254,22 @@ impl HarvestConfig {
         if let Some(v) = args.det_threshold {
             s.quality.det_threshold = v;
         }
-        if let Some(v) = &args.det_model {
-            s.models.detector = v.clone();
-        }
-        if let Some(v) = &args.embed_model {
-            s.models.embedder = v.clone();
-        }
+        s.override_models(args.det_model.as_ref(), args.embed_model.as_ref());
         s.validate()?;
-
-        let home = setup_dir();
-        let installed = |rel: &str| home.as_ref().map(|h| h.join(rel)).unwrap_or_else(|| PathBuf::from(".deps").join(rel));
-        let pick = |configured: &Path, rel: &str| {
-            if configured.as_os_str().is_empty() { installed(rel) } else { configured.to_path_buf() }
-        };
-        let detector = pick(&s.models.detector, DEFAULT_DETECTOR);
-        let embedder = pick(&s.models.embedder, DEFAULT_EMBEDDER);
-        s.models = Models { detector: detector.clone(), embedder: embedder.clone() };
-        let ort_lib = std::env::var_os(ORT_LIB_ENV).map(PathBuf::from).unwrap_or_else(|| installed(ORT_LIB_FILE));
-        let threads = match s.runtime.threads {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            n => n,
-        };
-        s.runtime.threads = threads;
+        let (detector, embedder, ort_lib, threads) = s.resolve();
 
         let out_dir = args.out.clone().unwrap_or_else(|| default_out_dir(&args.input));
-        Ok(Self { input: args.input.clone(), out_dir, settings: s, threads, detector, embedder, ort_lib, quiet: args.quiet })
+        Ok(Self {
+            input: args.input.clone(),
+            out_dir,
+            settings: s,
+            threads,
+            detector,
+            embedder,
+            ort_lib,
+            quiet: args.quiet,
+            seeds: args.seeds.clone(),
+        })
     }
 
     /// Creates the out dir if needed and proves it writable. Called once the input is known to
@@ -230,6 +284,31 @@ impl HarvestConfig {
         let probe = path.join(".episode-run.probe");
         std::fs::write(&probe, b"").map_err(unwritable)?;
         std::fs::remove_file(&probe).map_err(unwritable)
+    }
+}
+
+/// An `identify` run, resolved and checked.
+#[derive(Clone, Debug)]
+pub struct IdentifyConfig {
+    pub run_dir: PathBuf,
+    pub seeds: PathBuf,
+    pub settings: Settings,
+    pub threads: usize,
+    pub detector: PathBuf,
+    pub embedder: PathBuf,
+    pub ort_lib: PathBuf,
+}
+
+impl IdentifyConfig {
+    pub fn from_args(args: &IdentifyArgs) -> Result<Self, ConfigError> {
+        let mut s = Settings::from_file(args.config.as_deref())?;
+        if let Some(v) = args.threads {
+            s.runtime.threads = v;
+        }
+        s.override_models(args.det_model.as_ref(), args.embed_model.as_ref());
+        s.validate()?;
+        let (detector, embedder, ort_lib, threads) = s.resolve();
+        Ok(Self { run_dir: args.run_dir.clone(), seeds: args.seeds.clone(), settings: s, threads, detector, embedder, ort_lib })
     }
 }
 
@@ -264,6 +343,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match crate::cli::Cli::try_parse_from(argv).unwrap().command {
             crate::cli::Command::Harvest(h) => h,
+            crate::cli::Command::Identify(_) => unreachable!("harvest was parsed"),
         }
     }
 

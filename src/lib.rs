@@ -19,4 +19,4 @@ pub mod track;
 pub mod types;
 pub mod video;
 
-pub use pipeline::{harvest, HarvestError, HarvestSummary};
+pub use pipeline::{harvest, identify, HarvestError, HarvestSummary, IdentifySummary};

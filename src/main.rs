@@ -5,11 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use episode_run::cli::{Cli, Command};
-use episode_run::config::HarvestConfig;
+use episode_run::config::{HarvestConfig, IdentifyConfig};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Harvest(args) => {
             let result = HarvestConfig::from_args(&args)
                 .map_err(anyhow::Error::from)
@@ -19,8 +18,8 @@ fn main() -> ExitCode {
                     let c = &summary.counts;
                     let skipped: u64 = c.faces_skipped.values().sum();
                     eprintln!(
-                        "harvested {} frames ({} sampled): {} faces, {} embedded, {} skipped, {} embed calls in {:.1} s",
-                        c.frames_decoded, c.frames_sampled, c.faces_detected, c.faces_embedded, skipped, c.embed_calls, summary.wall_s
+                        "harvested {} frames ({} sampled, {} shots): {} faces in {} tracks, {} embedded, {} skipped, {} embed calls in {:.1} s",
+                        c.frames_decoded, c.frames_sampled, c.shots, c.faces_detected, c.tracks, c.faces_embedded, skipped, c.embed_calls, summary.wall_s
                     );
                     println!("{}", summary.out_dir.display());
                     if summary.decode_issues > 0 {
@@ -29,12 +28,26 @@ fn main() -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    // Our errors already carry their cause in their message: one line, no chain.
-                    eprintln!("error: {}", e.to_string().replace('\n', " "));
-                    ExitCode::from(2)
+                Err(e) => fatal(e),
+            }
+        }
+        Command::Identify(args) => {
+            let result = IdentifyConfig::from_args(&args)
+                .map_err(anyhow::Error::from)
+                .and_then(|cfg| episode_run::identify(&cfg).map_err(anyhow::Error::from));
+            match result {
+                Ok(s) => {
+                    eprintln!("matched against {} people: {} faces and {} tracks named", s.people.len(), s.faces_named, s.tracks_named);
+                    ExitCode::SUCCESS
                 }
+                Err(e) => fatal(e),
             }
         }
     }
+}
+
+/// Our errors already carry their cause in their message: one line, no chain, exit 2.
+fn fatal(e: anyhow::Error) -> ExitCode {
+    eprintln!("error: {}", e.to_string().replace('\n', " "));
+    ExitCode::from(2)
 }

@@ -70,6 +70,32 @@ pub enum SkipReason {
     TooSmall,
     /// Detector score below `--det-threshold`.
     LowScore,
+    /// A landmark lies outside the frame: the face is cut off.
+    OutOfFrame,
+    /// Yaw beyond `quality.max_yaw`: a profile the embedder handles poorly.
+    Profile,
     /// The landmarks gave no usable transform.
     AlignFailed,
+    /// Variance of the Laplacian of the aligned crop below `quality.min_blur`.
+    Blurry,
+}
+
+/// What was measured of a face, recorded in `faces.jsonl` whether or not it passed the gates.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct FaceQuality {
+    /// Variance of the Laplacian of the aligned grey crop (`None` when it could not be aligned).
+    pub blur: Option<f64>,
+    /// Shorter side of the box in pixels.
+    pub face_px: f64,
+    /// Estimated yaw in degrees (0 frontal).
+    pub yaw: f64,
+}
+
+impl FaceQuality {
+    /// One number to pick a track's best face by: large, confident, frontal, sharp.
+    pub fn rank(&self, det_score: f32) -> f64 {
+        let size = (self.face_px / 112.0).min(1.0);
+        let sharp = self.blur.map_or(0.0, |b| (b / 500.0).min(1.0));
+        size * f64::from(det_score) * self.yaw.to_radians().cos().max(0.0) * (0.5 + 0.5 * sharp)
+    }
 }

@@ -84,6 +84,14 @@ pub fn align_face(image: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Result<RgbImag
     Ok(warp(image, &m.inverse().ok_or(AlignError::Degenerate)?, CROP))
 }
 
+/// A `size × size` view of the square of side `side` centred on `center`: the face in context,
+/// for people looking at a track's best face.
+pub fn square_crop(image: &RgbImage, center: [f32; 2], side: f32, size: usize) -> RgbImage {
+    let scale = side.max(1.0) / size as f32;
+    let inv = Similarity { a: scale, b: 0.0, tx: center[0] - side / 2.0, ty: center[1] - side / 2.0 };
+    warp(image, &inv, size)
+}
+
 /// Fills a `size × size` image by sampling `image` at `inv(x, y)` for every output pixel, with
 /// bilinear interpolation and black outside (as `cv2.warpAffine` with a constant border).
 pub fn warp(image: &RgbImage, inv: &Similarity, size: usize) -> RgbImage {
@@ -130,6 +138,16 @@ mod tests {
         let p = [17.0, -4.0];
         let back = inv.apply(m.apply(p));
         assert!((back[0] - p[0]).abs() < 1e-4 && (back[1] - p[1]).abs() < 1e-4);
+    }
+
+    #[test]
+    fn square_crop_centres_the_point() {
+        let mut data = vec![0u8; 100 * 100 * 3];
+        let i = (50 * 100 + 60) * 3;
+        data[i..i + 3].copy_from_slice(&[200, 200, 200]);
+        let crop = square_crop(&RgbImage::new(100, 100, data).unwrap(), [60.0, 50.0], 20.0, 20);
+        assert_eq!(crop.data[(10 * 20 + 10) * 3], 200);
+        assert_eq!(crop.data[0], 0);
     }
 
     #[test]

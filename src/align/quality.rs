@@ -29,9 +29,14 @@ pub fn laplacian_variance(img: &RgbImage) -> f64 {
     sum2 / n - mean * mean
 }
 
-/// Estimated yaw in degrees (0 frontal, ±90 full profile; sign: nose towards the image right is
-/// positive), from where the nose falls between the eyes along the eye axis. Rotation in the
-/// image plane does not change it.
+/// Nose-tip depth in front of the eye plane, in half inter-ocular distances (adult average).
+const NOSE_DEPTH: f64 = 0.7;
+
+/// Estimated yaw in degrees (0 frontal, towards ±90 in profile; positive when the nose points to
+/// the image right), from where the nose tip falls along the eye axis. With eyes at ±e and the
+/// nose tip `NOSE_DEPTH`·e in front of them, turning by θ puts the nose at offset
+/// `NOSE_DEPTH·tan θ` (in half eye distances) from the eyes' midpoint, so θ = atan(offset / depth).
+/// Rotation in the image plane does not change it.
 pub fn yaw_degrees(landmarks: &[[f32; 2]; 5]) -> f64 {
     let [le, re, nose, _, _] = landmarks.map(|p| [f64::from(p[0]), f64::from(p[1])]);
     let axis = [re[0] - le[0], re[1] - le[1]];
@@ -41,7 +46,7 @@ pub fn yaw_degrees(landmarks: &[[f32; 2]; 5]) -> f64 {
     }
     // 0 at the left eye, 1 at the right eye, 0.5 frontal.
     let t = ((nose[0] - le[0]) * axis[0] + (nose[1] - le[1]) * axis[1]) / len2;
-    (2.0 * t - 1.0).clamp(-1.0, 1.0).asin().to_degrees()
+    ((2.0 * t - 1.0) / NOSE_DEPTH).atan().to_degrees()
 }
 
 /// True when any landmark lies outside `width × height`.
@@ -69,12 +74,15 @@ mod tests {
     }
 
     #[test]
-    fn nose_over_an_eye_is_profile() {
+    fn nose_over_an_eye_is_a_strong_turn() {
         let mut lm = ARCFACE_TEMPLATE;
         lm[2] = lm[1];
-        assert!((yaw_degrees(&lm) - 90.0).abs() < 1e-6);
+        let y = yaw_degrees(&lm);
+        assert!((y - (1.0f64 / NOSE_DEPTH).atan().to_degrees()).abs() < 1e-6 && y > 50.0);
         lm[2] = lm[0];
-        assert!((yaw_degrees(&lm) + 90.0).abs() < 1e-6);
+        assert!((yaw_degrees(&lm) + y).abs() < 1e-6, "symmetric");
+        lm[2][0] -= 40.0; // nose far beyond the left eye: near full profile
+        assert!(yaw_degrees(&lm) < -75.0);
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub struct Counts {
     pub faces_skipped: BTreeMap<SkipReason, u64>,
     pub embed_calls: u64,
     pub frames_failed: u64,
+    pub shots: u64,
+    pub tracks: u64,
+    /// Box-overlap matches the tracker refused because the faces' embeddings disagreed.
+    pub id_switches_prevented: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

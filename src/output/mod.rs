@@ -14,12 +14,17 @@ use std::path::{Path, PathBuf};
 use npyz::WriterBuilder;
 use serde::Serialize;
 
-use crate::types::SkipReason;
+use crate::identify::Identity;
+use crate::types::{FaceQuality, RgbImage, SkipReason};
 
 pub const FACES: &str = "faces.jsonl";
 pub const EMBEDDINGS: &str = "embeddings.npy";
 pub const PROGRESS: &str = "progress.json";
 pub const MANIFEST: &str = "manifest.json";
+pub const SHOTS: &str = "shots.jsonl";
+pub const TRACKS: &str = "tracks.jsonl";
+pub const TRACK_EMBEDDINGS: &str = "track_embeddings.npy";
+pub const CROPS: &str = "crops";
 
 /// A failed write, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,39 @@ pub struct FaceRecord {
     pub det_score: f64,
     pub embedding_row: Option<u64>,
     pub skip_reason: Option<SkipReason>,
+    pub track_id: u64,
+    pub shot: u64,
+    pub quality: FaceQuality,
+    /// `None` without seeds, or for a face that was not embedded.
+    pub identity: Option<Identity>,
+}
+
+/// One row of `shots.jsonl`: a run of frames between two cuts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ShotRecord {
+    pub shot: u64,
+    pub start_frame: u64,
+    pub end_frame: u64,
+    pub t_start: f64,
+    pub t_end: f64,
+}
+
+/// One row of `tracks.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrackRecord {
+    pub track_id: u64,
+    pub shot: u64,
+    pub first_frame: u64,
+    pub last_frame: u64,
+    pub t_start: f64,
+    pub t_end: f64,
+    pub n_faces: u64,
+    pub n_embedded: u64,
+    pub best_face_id: u64,
+    /// Row in `track_embeddings.npy` (the normalised mean of the track's embeddings), or `None`
+    /// when none of its faces was embedded.
+    pub embedding_row: Option<u64>,
+    pub identity: Option<Identity>,
 }
 
 /// Rounds for the JSON file: sub-pixel noise beyond 1/100 px helps nobody and bloats the file.
@@ -73,6 +111,78 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Out
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| OutputError { path: path.to_path_buf(), source: e.into() })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
+}
+
+/// Writes one JSON object per line, atomically.
+pub fn write_jsonl_atomic<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), OutputError> {
+    let mut bytes = Vec::new();
+    for row in rows {
+        serde_json::to_writer(&mut bytes, row).map_err(|e| OutputError { path: path.to_path_buf(), source: e.into() })?;
+        bytes.push(b'\n');
+    }
+    write_atomic(path, &bytes)
+}
+
+/// Writes an `(rows.len(), dim)` float32 `.npy`, atomically.
+pub fn write_npy_atomic(path: &Path, rows: &[Vec<f32>], dim: usize) -> Result<(), OutputError> {
+    let mut buf = io::Cursor::new(Vec::new());
+    let mut w = npyz::WriteOptions::new().default_dtype().writer(&mut buf).begin_2d(dim as u64).map_err(at(path))?;
+    for r in rows {
+        w.extend(r.iter().copied()).map_err(at(path))?;
+    }
+    w.finish().map_err(at(path))?;
+    write_atomic(path, &buf.into_inner())
+}
+
+/// Encodes `img` as a JPEG (quality 90) at `path`, atomically.
+pub fn write_jpeg_atomic(path: &Path, img: &RgbImage) -> Result<(), OutputError> {
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode(&img.data, img.width as u32, img.height as u32, image::ExtendedColorType::Rgb8)
+        .map_err(|e| OutputError { path: path.to_path_buf(), source: io::Error::other(e) })?;
+    write_atomic(path, &bytes)
+}
+
+/// The `crops/` folder, filled under a hidden name and swapped in by [`publish`](Self::publish).
+pub struct CropsDir {
+    partial: PathBuf,
+    done: PathBuf,
+    published: bool,
+}
+
+impl CropsDir {
+    pub fn create(out_dir: &Path) -> Result<Self, OutputError> {
+        let done = out_dir.join(CROPS);
+        let partial = partial_name(&done);
+        if partial.exists() {
+            fs::remove_dir_all(&partial).map_err(at(&partial))?;
+        }
+        fs::create_dir_all(&partial).map_err(at(&partial))?;
+        Ok(Self { partial, done, published: false })
+    }
+
+    /// Where a crop file goes until publication.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.partial.join(name)
+    }
+
+    /// Replaces any previous `crops/` with this run's.
+    pub fn publish(mut self) -> Result<(), OutputError> {
+        if self.done.exists() {
+            fs::remove_dir_all(&self.done).map_err(at(&self.done))?;
+        }
+        fs::rename(&self.partial, &self.done).map_err(at(&self.done))?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for CropsDir {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_dir_all(&self.partial);
+        }
+    }
 }
 
 /// `dir/.name.partial` for `dir/name`: hidden, and never mistaken for the real file.
@@ -106,6 +216,11 @@ impl RunWriter {
             .begin_2d(dim as u64)
             .map_err(at(&emb_tmp))?;
         Ok(Self { faces_path, emb_path, faces: Some(faces), embeddings: Some(embeddings), rows: 0, dim })
+    }
+
+    /// Length of each embedding row.
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     /// Appends one embedding row and returns its index.
@@ -190,6 +305,10 @@ mod tests {
 
     fn record(id: u64, row: Option<u64>) -> FaceRecord {
         FaceRecord {
+            track_id: 3,
+            shot: 1,
+            quality: FaceQuality { blur: Some(120.5), face_px: 44.0, yaw: -3.2 },
+            identity: None,
             face_id: id,
             frame_idx: 4 * id,
             t: 0.852,
@@ -243,6 +362,24 @@ mod tests {
         w.push_embedding(&[1.0, 0.0]).unwrap();
         drop(w);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn small_npy_and_crops_are_published_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(TRACK_EMBEDDINGS);
+        write_npy_atomic(&p, &[vec![0.6, 0.8], vec![1.0, 0.0]], 2).unwrap();
+        let bytes = fs::read(&p).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(npy.shape(), &[2, 2]);
+        let crops = CropsDir::create(dir.path()).unwrap();
+        write_jpeg_atomic(&crops.path("track_0.jpg"), &RgbImage::new(4, 2, vec![90; 24]).unwrap()).unwrap();
+        assert!(!dir.path().join(CROPS).exists());
+        crops.publish().unwrap();
+        let jpg = fs::read(dir.path().join(CROPS).join("track_0.jpg")).unwrap();
+        assert_eq!(&jpg[..2], &[0xFF, 0xD8], "a JPEG");
+        drop(CropsDir::create(dir.path()).unwrap());
+        assert!(dir.path().join(CROPS).exists(), "an unpublished run leaves the last crops alone");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! decode thread ──SampledFrame──▶ infer thread ──EmbeddedFrame──▶ writer (calling thread)
-//! (FFmpeg, every frame)          (detect, gate, align, embed)     (faces.jsonl, npy, progress)
+//! (FFmpeg, every frame,          (detect, gate, align, embed)     (tracks, identities, files,
+//!  shot cuts)                                                       progress)
 //! ```
 //!
 //! Channels are bounded, so memory does not grow with video length; shutdown is by dropping
@@ -12,6 +13,8 @@
 
 mod budget;
 mod progress;
+mod seeds;
+mod sink;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -23,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, RecvTimeoutError};
 
-use crate::align::{align_face, AlignError};
+use crate::align::align_face;
+use crate::align::quality::{landmarks_outside, laplacian_variance, yaw_degrees};
 use crate::config::{ConfigError, HarvestConfig};
 use crate::detect::yunet::YunetDetector;
 use crate::detect::Detector;
@@ -31,11 +35,14 @@ use crate::embed::sface::SfaceEmbedder;
 use crate::embed::Embedder;
 use crate::onnx::{self, OnnxError};
 use crate::output::manifest::{Counts, InputFacts, Manifest, ModelFile, StageStats, ThreadSplit, Timings};
-use crate::output::{self, FaceRecord, OutputError, Progress, RunWriter};
-use crate::types::{Detection, RgbImage, SkipReason};
+use crate::output::{self, CropsDir, OutputError, Progress, RunWriter, ShotRecord};
+use crate::track::cuts::CutDetector;
+use crate::types::{Detection, FaceQuality, RgbImage, SkipReason};
 use crate::video::{DecodeIssue, VideoDecoder, VideoError};
 pub use budget::CpuBudget;
 use progress::{bar_line, eta, RateWindow};
+pub use seeds::{identify, IdentifySummary};
+use sink::{context_crop, round_t, Sink};
 
 /// Frames in flight between two stages.
 const CHANNEL_DEPTH: usize = 4;
@@ -59,6 +66,12 @@ pub enum HarvestError {
     ModelRead { path: PathBuf, source: std::io::Error },
     #[error("the {stage} thread panicked")]
     Panicked { stage: &'static str },
+    #[error(transparent)]
+    Seeds(#[from] crate::identify::SeedError),
+    #[error("seed image {path} has no usable face")]
+    SeedWithoutFace { path: PathBuf },
+    #[error("cannot read {path}: {reason}")]
+    RunRead { path: PathBuf, reason: String },
 }
 
 /// What a completed harvest did.
@@ -75,20 +88,25 @@ pub struct HarvestSummary {
 struct SampledFrame {
     idx: u64,
     t: f64,
+    shot: u64,
     image: RgbImage,
 }
 
-/// One face after the gates, aligned and embedded when it passed.
+/// One face after the gates: measured, aligned when possible, embedded when it passed.
 struct FaceOut {
     det: Detection,
+    quality: FaceQuality,
     skip: Option<SkipReason>,
     embedding: Option<Vec<f32>>,
+    aligned: Option<RgbImage>,
+    context: RgbImage,
 }
 
 /// A sampled frame's faces, in detector order.
 struct EmbeddedFrame {
     idx: u64,
     t: f64,
+    shot: u64,
     faces: Vec<FaceOut>,
     embed_calls: u64,
 }
@@ -183,34 +201,52 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
         let file = ModelFile::hash(path).map_err(|source| HarvestError::ModelRead { path: path.clone(), source })?;
         models.insert(role, file);
     }
+    let gallery = match &cfg.seeds {
+        Some(dir) => Some(seeds::build_gallery(dir, &mut detector, &mut embedder, &cfg.settings.quality)?),
+        None => None,
+    };
     let mut writer = RunWriter::create(&cfg.out_dir, embedder.dim())?;
+    let crops = CropsDir::create(&cfg.out_dir)?;
 
     let budget = Arc::new(CpuBudget::new(cfg.threads));
     let shared = Arc::new(Shared { decoded: AtomicU64::new(0), sampled: AtomicU64::new(0) });
     let (frame_tx, frame_rx) = bounded::<DecodeMsg>(CHANNEL_DEPTH);
     let (face_tx, face_rx) = bounded::<EmbeddedFrame>(CHANNEL_DEPTH);
 
+    let cut_params = cfg.settings.cuts.clone();
     let decode_handle = {
         let (budget, shared) = (budget.clone(), shared.clone());
         thread::Builder::new()
             .name("decode".into())
-            .spawn(move || -> Result<StageStats, VideoError> {
+            .spawn(move || -> Result<(StageStats, Vec<ShotRecord>), VideoError> {
                 let mut stats = StageStats::default();
+                let mut cuts = CutDetector::new(cut_params.threshold as f32, cut_params.min_shot);
+                let mut shots: Vec<ShotRecord> = Vec::new();
                 loop {
                     let (next, took) = budget.timed(split.decode, || decoder.next_frame());
                     let next = next?;
                     for issue in decoder.take_issues() {
                         if frame_tx.send(DecodeMsg::Issue(issue)).is_err() {
-                            return Ok(stats);
+                            return Ok((stats, shots));
                         }
                     }
-                    let Some(frame) = next else { return Ok(stats) };
+                    let Some(frame) = next else { return Ok((stats, shots)) };
                     stats.add(took);
                     shared.decoded.fetch_add(1, Ordering::Relaxed);
+                    let (_, cut) = cuts.push(frame.idx, &frame.thumb);
+                    let t = round_t(frame.t);
+                    match shots.last_mut() {
+                        Some(last) if !cut => {
+                            last.end_frame = frame.idx;
+                            last.t_end = t;
+                        }
+                        _ => shots.push(ShotRecord { shot: shots.len() as u64, start_frame: frame.idx, end_frame: frame.idx, t_start: t, t_end: t }),
+                    }
+                    let shot = shots.len() as u64 - 1;
                     if let Some(image) = frame.image {
                         shared.sampled.fetch_add(1, Ordering::Relaxed);
-                        if frame_tx.send(DecodeMsg::Frame(SampledFrame { idx: frame.idx, t: frame.t, image })).is_err() {
-                            return Ok(stats);
+                        if frame_tx.send(DecodeMsg::Frame(SampledFrame { idx: frame.idx, t: frame.t, shot, image })).is_err() {
+                            return Ok((stats, shots));
                         }
                     }
                 }
@@ -236,35 +272,30 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
                     };
                     let (dets, took) = budget.timed(split.detector_intra_op, || detector.detect(&frame.image));
                     stats.timings.detect.add(took);
-                    let dets = dets?;
-                    let mut faces = Vec::with_capacity(dets.len());
-                    let mut crops = Vec::new();
-                    for det in dets {
+                    let mut faces = Vec::new();
+                    for det in dets? {
                         let t1 = Instant::now();
-                        let (skip, crop) = gate_and_align(&frame.image, &det, &gates);
+                        let face = assess(&frame.image, det, &gates);
                         stats.timings.align.add(t1.elapsed());
-                        if let Some(c) = crop {
-                            crops.push((faces.len(), c));
-                        }
-                        if skip == Some(SkipReason::AlignFailed) {
+                        if face.skip == Some(SkipReason::AlignFailed) {
                             stats.align_failures.push(frame.idx);
                         }
-                        faces.push(FaceOut { det, skip, embedding: None });
+                        faces.push(face);
                     }
+                    let passed: Vec<usize> = (0..faces.len()).filter(|&i| faces[i].skip.is_none()).collect();
+                    let groups: Vec<&[usize]> = if batch { vec![&passed[..]] } else { passed.chunks(1).collect() };
                     let mut embed_calls = 0;
-                    let groups: Vec<&[(usize, RgbImage)]> =
-                        if batch { vec![&crops[..]] } else { crops.chunks(1).collect() };
                     for group in groups.into_iter().filter(|g| !g.is_empty()) {
-                        let refs: Vec<&RgbImage> = group.iter().map(|(_, c)| c).collect();
-                        let (vectors, took) = budget.timed(split.embedder_intra_op, || embedder.embed(&refs));
+                        let crops: Vec<&RgbImage> = group.iter().filter_map(|&i| faces[i].aligned.as_ref()).collect();
+                        let (vectors, took) = budget.timed(split.embedder_intra_op, || embedder.embed(&crops));
                         stats.timings.embed.add(took);
-                        let vectors = vectors?;
                         embed_calls += 1;
-                        for ((slot, _), v) in group.iter().zip(vectors) {
-                            faces[*slot].embedding = Some(v);
+                        for (&i, v) in group.iter().zip(vectors?) {
+                            faces[i].embedding = Some(v);
                         }
                     }
-                    if face_tx.send(EmbeddedFrame { idx: frame.idx, t: frame.t, faces, embed_calls }).is_err() {
+                    let out = EmbeddedFrame { idx: frame.idx, t: frame.t, shot: frame.shot, faces, embed_calls };
+                    if face_tx.send(out).is_err() {
                         break;
                     }
                 }
@@ -273,12 +304,13 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
             .map_err(|_| HarvestError::Panicked { stage: "infer" })?
     };
 
-    let written = write_stage(cfg, &video, &mut writer, face_rx, &shared, start);
+    let sink = Sink::new(&mut writer, &crops, gallery.as_ref(), cfg.settings.identify.clone(), cfg.settings.track.clone());
+    let written = write_stage(cfg, &video, sink, face_rx, &shared, start);
     // Root cause first: a decoder error explains an empty or short run better than anything
     // downstream; an inference error explains a writer that saw the channel close.
-    let decode_stats = decode_handle.join().map_err(|_| HarvestError::Panicked { stage: "decode" })??;
+    let (decode_stats, shots) = decode_handle.join().map_err(|_| HarvestError::Panicked { stage: "decode" })??;
     let infer = infer_handle.join().map_err(|_| HarvestError::Panicked { stage: "infer" })??;
-    let (mut counts, write_stats, last_progress) = written?;
+    let (sink::Finished { mut counts, tracks, track_rows }, write_stats, last_progress) = written?;
 
     let mut issues = Vec::new();
     for issue in &infer.issues {
@@ -299,9 +331,14 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
     }
     counts.frames_decoded = shared.decoded.load(Ordering::Relaxed);
     counts.frames_sampled = shared.sampled.load(Ordering::Relaxed);
+    counts.shots = shots.len() as u64;
     if counts.frames_decoded == 0 {
         return Err(HarvestError::NoFrames { path: cfg.input.clone() });
     }
+    crops.publish()?;
+    output::write_jsonl_atomic(&cfg.out_dir.join(output::SHOTS), &shots)?;
+    output::write_jsonl_atomic(&cfg.out_dir.join(output::TRACKS), &tracks)?;
+    output::write_npy_atomic(&cfg.out_dir.join(output::TRACK_EMBEDDINGS), &track_rows, writer.dim())?;
     writer.finish()?;
     let timings = Timings { decode: decode_stats, detect: infer.timings.detect, align: infer.timings.align, embed: infer.timings.embed, write: write_stats };
     Ok(RunResult { video, models, counts, timings, issues, last_progress })
@@ -314,36 +351,50 @@ struct InferStats {
     align_failures: Vec<u64>,
 }
 
-/// Applies the quality gates to one detection and aligns it when it passes.
-fn gate_and_align(image: &RgbImage, det: &Detection, gates: &crate::config::Quality) -> (Option<SkipReason>, Option<RgbImage>) {
-    if f64::from(det.min_side()) < gates.min_face {
-        return (Some(SkipReason::TooSmall), None);
-    }
-    if f64::from(det.score) < gates.det_threshold {
-        return (Some(SkipReason::LowScore), None);
-    }
-    match align_face(image, &det.landmarks) {
-        Ok(crop) => (None, Some(crop)),
-        Err(AlignError::Degenerate) => (Some(SkipReason::AlignFailed), None),
-    }
+/// Measures one detection, applies the quality gates in order (size, score, frame, pose,
+/// alignment, sharpness), and keeps its aligned crop and context image.
+fn assess(image: &RgbImage, det: Detection, gates: &crate::config::Quality) -> FaceOut {
+    let aligned = align_face(image, &det.landmarks).ok();
+    let quality = FaceQuality {
+        blur: aligned.as_ref().map(laplacian_variance),
+        face_px: f64::from(det.min_side()),
+        yaw: yaw_degrees(&det.landmarks),
+    };
+    let skip = if quality.face_px < gates.min_face {
+        Some(SkipReason::TooSmall)
+    } else if f64::from(det.score) < gates.det_threshold {
+        Some(SkipReason::LowScore)
+    } else if landmarks_outside(&det.landmarks, image.width, image.height) {
+        Some(SkipReason::OutOfFrame)
+    } else if quality.yaw.abs() > gates.max_yaw {
+        Some(SkipReason::Profile)
+    } else if aligned.is_none() {
+        Some(SkipReason::AlignFailed)
+    } else if quality.blur.is_some_and(|b| b < gates.min_blur) {
+        Some(SkipReason::Blurry)
+    } else {
+        None
+    };
+    let context = context_crop(image, &det.bbox);
+    FaceOut { det, quality, skip, embedding: None, aligned, context }
 }
 
-/// Writes every face in frame order and keeps progress.json (and the terminal bar) current.
+type Written = (sink::Finished, StageStats, Progress);
+
+/// Feeds every frame to the sink in order and keeps progress.json (and the terminal bar) current.
 fn write_stage(
     cfg: &HarvestConfig,
     video: &crate::video::VideoInfo,
-    writer: &mut RunWriter,
+    mut sink: Sink,
     rx: crossbeam_channel::Receiver<EmbeddedFrame>,
     shared: &Shared,
     start: Instant,
-) -> Result<(Counts, StageStats, Progress), OutputError> {
+) -> Result<Written, OutputError> {
     let progress_path = cfg.out_dir.join(output::PROGRESS);
     let interval = Duration::from_secs_f64(cfg.settings.progress.interval_s);
     let bar = !cfg.quiet && std::io::stderr().is_terminal();
     let mut rate = RateWindow::new(Duration::from_secs(5), start);
-    let mut counts = Counts::default();
     let mut stats = StageStats::default();
-    let mut face_id = 0u64;
     let mut last_write: Option<Instant> = None;
     let snapshot = |rate: &mut RateWindow, faces: u64| {
         let decoded = shared.decoded.load(Ordering::Relaxed);
@@ -365,38 +416,14 @@ fn write_stage(
         match rx.recv_timeout(interval) {
             Ok(frame) => {
                 let t0 = Instant::now();
-                counts.embed_calls += frame.embed_calls;
-                for face in frame.faces {
-                    let embedding_row = match &face.embedding {
-                        Some(v) => Some(writer.push_embedding(v)?),
-                        None => None,
-                    };
-                    counts.faces_detected += 1;
-                    match face.skip {
-                        Some(reason) => *counts.faces_skipped.entry(reason).or_default() += 1,
-                        None if embedding_row.is_some() => counts.faces_embedded += 1,
-                        None => {}
-                    }
-                    let d = &face.det;
-                    writer.push_face(&FaceRecord {
-                        face_id,
-                        frame_idx: frame.idx,
-                        t: (frame.t * 1e6).round() / 1e6,
-                        bbox: d.bbox.map(|v| output::round(v, 2)),
-                        landmarks: d.landmarks.map(|p| p.map(|v| output::round(v, 2))),
-                        det_score: output::round(d.score, 4),
-                        embedding_row,
-                        skip_reason: face.skip,
-                    })?;
-                    face_id += 1;
-                }
+                sink.push(frame)?;
                 stats.add(t0.elapsed());
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if last_write.is_none_or(|t| t.elapsed() >= interval) {
-            let p = snapshot(&mut rate, face_id);
+            let p = snapshot(&mut rate, sink.faces_written());
             output::write_json_atomic(&progress_path, &p)?;
             if bar {
                 eprint!("\r{}\x1b[K", bar_line(p.frames_decoded, p.frames_total, p.fps, p.faces, p.eta_s));
@@ -404,9 +431,81 @@ fn write_stage(
             last_write = Some(Instant::now());
         }
     }
-    let p = snapshot(&mut rate, face_id);
+    let p = snapshot(&mut rate, sink.faces_written());
     if bar {
         eprintln!("\r{}\x1b[K", bar_line(p.frames_decoded, p.frames_total, p.fps, p.faces, Some(0.0)));
     }
-    Ok((counts, stats, p))
+    Ok((sink.finish()?, stats, p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::ARCFACE_TEMPLATE;
+
+    fn gates() -> crate::config::Quality {
+        crate::config::Quality { min_face: 20.0, det_threshold: 0.6, min_blur: 8.0, max_yaw: 75.0 }
+    }
+
+    /// A 200×200 frame of sharp stripes with a frontal face (the template, doubled, at 40,20).
+    fn frame() -> RgbImage {
+        let data = (0..200 * 200).flat_map(|i| if (i % 200 / 3) % 2 == 0 { [30u8; 3] } else { [220u8; 3] }).collect();
+        RgbImage::new(200, 200, data).unwrap()
+    }
+
+    fn face() -> Detection {
+        let landmarks = ARCFACE_TEMPLATE.map(|p| [p[0] * 1.0 + 40.0, p[1] * 1.0 + 20.0]);
+        Detection { bbox: [40.0, 20.0, 152.0, 132.0], landmarks, score: 0.9 }
+    }
+
+    #[test]
+    fn a_good_face_passes_every_gate() {
+        let out = assess(&frame(), face(), &gates());
+        assert_eq!(out.skip, None, "{:?}", out.quality);
+        assert!(out.aligned.is_some());
+        assert_eq!((out.context.width, out.context.height), (112, 112));
+    }
+
+    #[test]
+    fn too_small() {
+        let d = Detection { bbox: [40.0, 20.0, 55.0, 132.0], ..face() };
+        assert_eq!(assess(&frame(), d, &gates()).skip, Some(SkipReason::TooSmall));
+    }
+
+    #[test]
+    fn low_score() {
+        let d = Detection { score: 0.55, ..face() };
+        assert_eq!(assess(&frame(), d, &gates()).skip, Some(SkipReason::LowScore));
+    }
+
+    #[test]
+    fn out_of_frame() {
+        let mut d = face();
+        d.landmarks[1][0] = 205.0;
+        assert_eq!(assess(&frame(), d, &gates()).skip, Some(SkipReason::OutOfFrame));
+    }
+
+    #[test]
+    fn profile() {
+        let mut d = face();
+        d.landmarks[2][0] = d.landmarks[0][0] - 30.0; // nose far outside the eyes
+        let out = assess(&frame(), d, &gates());
+        assert_eq!(out.skip, Some(SkipReason::Profile), "yaw {}", out.quality.yaw);
+    }
+
+    #[test]
+    fn align_failed() {
+        let mut d = face();
+        d.landmarks[3] = [f32::NAN, f32::NAN];
+        // A landmark the model could not place: no transform exists.
+        assert_eq!(assess(&frame(), d, &gates()).skip, Some(SkipReason::AlignFailed));
+    }
+
+    #[test]
+    fn blurry() {
+        let flat = RgbImage::new(200, 200, vec![128; 200 * 200 * 3]).unwrap();
+        let out = assess(&flat, face(), &gates());
+        assert_eq!(out.skip, Some(SkipReason::Blurry));
+        assert_eq!(out.quality.blur, Some(0.0));
+    }
 }

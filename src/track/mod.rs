@@ -8,6 +8,7 @@
 //! or at the end of the video; every detection gets a track, new ones when nothing matches.
 
 pub mod cuts;
+pub mod summary;
 
 use crate::detect::nms::iou;
 

@@ -1,0 +1,204 @@
+//! The writer stage's state: turns each embedded frame into `faces.jsonl` rows, ties faces into
+//! tracks, names them against the seed gallery, and at the end writes the per-track files.
+//! Runs on the calling thread of the pipeline; it owns no threads or channels itself.
+
+use std::collections::HashMap;
+
+use ndarray::Array2;
+
+use super::{EmbeddedFrame, FaceOut};
+use crate::align::{square_crop, CROP};
+use crate::identify::{Gallery, MatchParams};
+use crate::output::manifest::Counts;
+use crate::output::{self, CropsDir, FaceRecord, OutputError, RunWriter, TrackRecord};
+use crate::track::summary::{side_by_side, FaceInTrack, TrackSummary};
+use crate::track::{TrackInput, TrackParams, Tracker};
+
+/// A closed track, its images already saved.
+struct ClosedTrack {
+    summary: TrackSummary,
+    mean: Option<Vec<f32>>,
+}
+
+pub struct Sink<'a> {
+    writer: &'a mut RunWriter,
+    crops: &'a CropsDir,
+    gallery: Option<&'a Gallery>,
+    matching: MatchParams,
+    tracker: Tracker,
+    open: HashMap<u64, TrackSummary>,
+    closed: Vec<ClosedTrack>,
+    shot: Option<u64>,
+    pub counts: Counts,
+    next_face: u64,
+}
+
+impl<'a> Sink<'a> {
+    pub fn new(writer: &'a mut RunWriter, crops: &'a CropsDir, gallery: Option<&'a Gallery>, matching: MatchParams, track: TrackParams) -> Self {
+        Self {
+            writer,
+            crops,
+            gallery,
+            matching,
+            tracker: Tracker::new(track),
+            open: HashMap::new(),
+            closed: Vec::new(),
+            shot: None,
+            counts: Counts::default(),
+            next_face: 0,
+        }
+    }
+
+    pub fn faces_written(&self) -> u64 {
+        self.next_face
+    }
+
+    pub fn push(&mut self, frame: EmbeddedFrame) -> Result<(), OutputError> {
+        if self.shot.is_some_and(|s| s != frame.shot) {
+            let ended = self.tracker.end_all();
+            self.close(&ended)?;
+        }
+        self.shot = Some(frame.shot);
+        self.counts.embed_calls += frame.embed_calls;
+
+        let inputs: Vec<TrackInput> = frame
+            .faces
+            .iter()
+            .map(|f| TrackInput { bbox: f.det.bbox, score: f.det.score, embedding: f.embedding.as_deref() })
+            .collect();
+        let (track_ids, ended) = self.tracker.push(frame.idx, &inputs);
+        self.close(&ended)?;
+        let identities = self.identify_faces(&frame.faces);
+
+        for ((face, track_id), identity) in frame.faces.into_iter().zip(track_ids).zip(identities) {
+            let FaceOut { det, quality, skip, embedding, aligned, context } = face;
+            let embedding_row = match &embedding {
+                Some(v) => Some(self.writer.push_embedding(v)?),
+                None => None,
+            };
+            self.counts.faces_detected += 1;
+            match skip {
+                Some(reason) => *self.counts.faces_skipped.entry(reason).or_default() += 1,
+                None if embedding_row.is_some() => self.counts.faces_embedded += 1,
+                None => {}
+            }
+            let face_id = self.next_face;
+            self.next_face += 1;
+            let summary = self.open.entry(track_id).or_insert_with(|| TrackSummary::new(track_id, frame.shot, frame.idx, frame.t));
+            let in_track = FaceInTrack {
+                face_id,
+                frame: frame.idx,
+                t: frame.t,
+                embedding: embedding.as_deref(),
+                usable: skip.is_none(),
+                rank: quality.rank(det.score),
+            };
+            summary.add(&in_track, || (aligned, context));
+            self.writer.push_face(&FaceRecord {
+                face_id,
+                frame_idx: frame.idx,
+                t: round_t(frame.t),
+                bbox: det.bbox.map(|v| output::round(v, 2)),
+                landmarks: det.landmarks.map(|p| p.map(|v| output::round(v, 2))),
+                det_score: output::round(det.score, 4),
+                embedding_row,
+                skip_reason: skip,
+                track_id,
+                shot: frame.shot,
+                quality: crate::types::FaceQuality {
+                    blur: quality.blur.map(|b| (b * 10.0).round() / 10.0),
+                    face_px: (quality.face_px * 100.0).round() / 100.0,
+                    yaw: (quality.yaw * 10.0).round() / 10.0,
+                },
+                identity,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Identities of a frame's embedded faces in one matrix product; `None` for the rest.
+    fn identify_faces(&self, faces: &[FaceOut]) -> Vec<Option<crate::identify::Identity>> {
+        let Some(gallery) = self.gallery else { return vec![None; faces.len()] };
+        let rows: Vec<&Vec<f32>> = faces.iter().filter_map(|f| f.embedding.as_ref()).collect();
+        if rows.is_empty() {
+            return vec![None; faces.len()];
+        }
+        let dim = rows[0].len();
+        let matrix = Array2::from_shape_fn((rows.len(), dim), |(i, j)| rows[i][j]);
+        let mut matched = gallery.match_rows(matrix.view(), &self.matching).into_iter();
+        faces.iter().map(|f| f.embedding.as_ref().and_then(|_| matched.next())).collect()
+    }
+
+    /// Saves the best-face crops of ended tracks and keeps their totals.
+    fn close(&mut self, ids: &[u64]) -> Result<(), OutputError> {
+        for id in ids {
+            let Some(mut summary) = self.open.remove(id) else { continue };
+            if let Some(best) = summary.best.take() {
+                let image = side_by_side(best.aligned.as_ref(), &best.context);
+                output::write_jpeg_atomic(&self.crops.path(&format!("track_{id}.jpg")), &image)?;
+                summary.best = Some(crate::track::summary::BestFace { aligned: None, ..best });
+            }
+            let mean = summary.mean_embedding();
+            self.closed.push(ClosedTrack { summary, mean });
+        }
+        Ok(())
+    }
+
+    /// Closes every track and returns the totals with the per-track rows.
+    pub fn finish(mut self) -> Result<Finished, OutputError> {
+        let ended = self.tracker.end_all();
+        self.close(&ended)?;
+        self.closed.sort_by_key(|c| c.summary.track_id);
+        let mut rows = Vec::new();
+        let mut records = Vec::with_capacity(self.closed.len());
+        for c in &self.closed {
+            let s = &c.summary;
+            let embedding_row = c.mean.as_ref().map(|m| {
+                rows.push(m.clone());
+                rows.len() as u64 - 1
+            });
+            records.push(TrackRecord {
+                track_id: s.track_id,
+                shot: s.shot,
+                first_frame: s.first_frame,
+                last_frame: s.last_frame,
+                t_start: round_t(s.t_start),
+                t_end: round_t(s.t_end),
+                n_faces: s.n_faces,
+                n_embedded: s.n_embedded,
+                best_face_id: s.best.as_ref().map_or(0, |b| b.face_id),
+                embedding_row,
+                identity: None,
+            });
+        }
+        if let (Some(gallery), false) = (self.gallery, rows.is_empty()) {
+            let matrix = Array2::from_shape_fn((rows.len(), rows[0].len()), |(i, j)| rows[i][j]);
+            let mut matched = gallery.match_rows(matrix.view(), &self.matching).into_iter();
+            for r in records.iter_mut().filter(|r| r.embedding_row.is_some()) {
+                r.identity = matched.next();
+            }
+        }
+        self.counts.tracks = records.len() as u64;
+        self.counts.id_switches_prevented = self.tracker.id_switches_prevented();
+        Ok(Finished { counts: self.counts, tracks: records, track_rows: rows })
+    }
+}
+
+/// What the sink adds up to: counts, `tracks.jsonl` rows, `track_embeddings.npy` rows.
+pub struct Finished {
+    pub counts: Counts,
+    pub tracks: Vec<TrackRecord>,
+    pub track_rows: Vec<Vec<f32>>,
+}
+
+/// Seconds to the microsecond, as written everywhere.
+pub fn round_t(t: f64) -> f64 {
+    (t * 1e6).round() / 1e6
+}
+
+/// The context image of a face: a square twice the box's longer side around its centre.
+pub fn context_crop(image: &crate::types::RgbImage, bbox: &[f32; 4]) -> crate::types::RgbImage {
+    let center = [(bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0];
+    let side = 2.0 * (bbox[2] - bbox[0]).max(bbox[3] - bbox[1]);
+    square_crop(image, center, side, CROP)
+}
