@@ -59,6 +59,12 @@ pub struct HarvestArgs {
     /// Cast photos: DIR/<name>.<jpg|png> or DIR/<name>/*; names faces and tracks.
     #[arg(long, value_name = "DIR")]
     pub seeds: Option<PathBuf>,
+    /// Detect, track and gate faces but embed nothing (the embedder is not even loaded).
+    #[arg(long, conflicts_with = "decode_only")]
+    pub detect_only: bool,
+    /// Decode and sample every frame with no model at all: measures the decode floor.
+    #[arg(long)]
+    pub decode_only: bool,
     /// No progress bar on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -171,6 +177,13 @@ mod tests {
         let Command::Identify(a) = cli.command else { panic!("identify expected") };
         assert_eq!((a.run_dir, a.seeds, a.threads), (PathBuf::from("runs/ep42"), PathBuf::from("cast"), Some(1)));
         assert!(Cli::try_parse_from(["episode-run", "identify", "runs/ep42"]).is_err(), "--seeds is required");
+    }
+
+    #[test]
+    fn modes() {
+        assert!(harvest(&["--detect-only"]).detect_only);
+        assert!(harvest(&["--decode-only"]).decode_only);
+        assert!(Cli::try_parse_from(["episode-run", "harvest", "x", "--detect-only", "--decode-only"]).is_err());
     }
 
     #[test]

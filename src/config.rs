@@ -37,6 +37,21 @@ pub enum ConfigError {
     OutDirUnwritable { path: PathBuf, source: std::io::Error },
 }
 
+/// How much of the pipeline runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Full,
+    DetectOnly,
+    DecodeOnly,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunCfg {
+    pub mode: Mode,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sampling {
@@ -88,6 +103,7 @@ pub struct ProgressCfg {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    pub run: RunCfg,
     pub sampling: Sampling,
     pub detect: DetectParams,
     pub quality: Quality,
@@ -242,6 +258,12 @@ impl HarvestConfig {
         if let Some(v) = args.stride {
             s.sampling.stride = v;
         }
+        if args.detect_only {
+            s.run.mode = Mode::DetectOnly;
+        }
+        if args.decode_only {
+            s.run.mode = Mode::DecodeOnly;
+        }
         if let Some(v) = args.threads {
             s.runtime.threads = v;
         }
@@ -256,6 +278,9 @@ impl HarvestConfig {
         }
         s.override_models(args.det_model.as_ref(), args.embed_model.as_ref());
         s.validate()?;
+        if args.seeds.is_some() && s.run.mode != Mode::Full {
+            return Err(ConfigError::Invalid("--seeds needs the embedder: not with --detect-only or --decode-only".into()));
+        }
         let (detector, embedder, ort_lib, threads) = s.resolve();
 
         let out_dir = args.out.clone().unwrap_or_else(|| default_out_dir(&args.input));
@@ -374,6 +399,14 @@ mod tests {
         let cfg = HarvestConfig::from_args(&args(&["--config", file.to_str().unwrap(), "--stride", "4"])).unwrap();
         assert_eq!(cfg.settings.sampling.stride, 4);
         assert_eq!(cfg.settings.quality.min_face, 50.0);
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(HarvestConfig::from_args(&args(&[])).unwrap().settings.run.mode, Mode::Full);
+        assert_eq!(HarvestConfig::from_args(&args(&["--detect-only"])).unwrap().settings.run.mode, Mode::DetectOnly);
+        assert_eq!(HarvestConfig::from_args(&args(&["--decode-only"])).unwrap().settings.run.mode, Mode::DecodeOnly);
+        assert!(HarvestConfig::from_args(&args(&["--detect-only", "--seeds", "x"])).is_err());
     }
 
     #[test]

@@ -157,3 +157,54 @@ fn version_and_help() {
         assert!(help.contains(flag), "help lacks {flag}");
     }
 }
+
+fn iou(a: &serde_json::Value, b: &serde_json::Value) -> f64 {
+    let v = |x: &serde_json::Value| -> Vec<f64> { x.as_array().unwrap().iter().map(|n| n.as_f64().unwrap()).collect() };
+    let (a, b) = (v(a), v(b));
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+}
+
+#[test]
+fn scrfd_is_picked_from_the_model_file_and_finds_the_same_faces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scrfd_model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/scrfd_500m_bnkps.onnx");
+    let scrfd = harvest_ok(&hamilton(), &tmp.path().join("scrfd"), &["--stride", "8", "--det-model", scrfd_model.to_str().unwrap()]);
+    let yunet = harvest_ok(&hamilton(), &tmp.path().join("yunet"), &["--stride", "8"]);
+    assert!(scrfd.manifest["models"]["detector"]["path"].as_str().unwrap().ends_with("scrfd_500m_bnkps.onnx"));
+    // Every confident YuNet face of Miranda on stage (frames 82-210) has an SCRFD box on it.
+    // (Below 0.8, YuNet has a spurious box on his hair at frame 152 that SCRFD rightly lacks.)
+    let stage = |r: &Run, min: f64| -> Vec<serde_json::Value> {
+        r.faces
+            .iter()
+            .filter(|f| (82..=210).contains(&f["frame_idx"].as_u64().unwrap()) && f["det_score"].as_f64().unwrap() >= min)
+            .cloned()
+            .collect()
+    };
+    let (y, s) = (stage(&yunet, 0.8), stage(&scrfd, 0.0));
+    assert!(!y.is_empty());
+    for f in &y {
+        let best = s.iter().filter(|g| g["frame_idx"] == f["frame_idx"]).map(|g| iou(&f["bbox"], &g["bbox"])).fold(0.0, f64::max);
+        assert!(best >= 0.6, "frame {}: best IoU {best:.2} with SCRFD", f["frame_idx"]);
+    }
+    assert!(scrfd.embeddings.len() >= y.len(), "SCRFD faces are embedded too");
+}
+
+#[test]
+fn detect_only_and_decode_only_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let det = harvest_ok(&hamilton(), &tmp.path().join("det"), &["--stride", "8", "--detect-only"]);
+    assert!(!det.faces.is_empty());
+    assert!(det.faces.iter().all(|f| f["embedding_row"].is_null()));
+    assert_eq!(det.shape, vec![0, 0]);
+    assert!(det.manifest["models"].get("embedder").is_none(), "the embedder is not loaded");
+    assert_eq!(det.manifest["counts"]["embed_calls"], 0);
+
+    let dec = harvest_ok(&hamilton(), &tmp.path().join("dec"), &["--stride", "4", "--decode-only"]);
+    assert!(dec.faces.is_empty());
+    assert_eq!(dec.manifest["models"], serde_json::json!({}));
+    assert_eq!(dec.manifest["counts"]["frames_decoded"], 275);
+    assert_eq!(dec.manifest["counts"]["frames_sampled"], 69);
+}

@@ -2,76 +2,24 @@
 //! normalisation; outputs `cls`/`obj`/`bbox`/`kps` for strides 8, 16 and 32, one anchor per cell.
 //!
 //! Frames are letterboxed, never stretched: scaled by one factor to fit the model input, placed
-//! at the top-left corner, the rest left black. The 2023mar model has a fixed 640×640 input;
+//! at the top-left corner, the rest left black (see [`super::letterbox`]). The 2023mar model has a fixed 640×640 input;
 //! models with a symbolic H×W get the frame scaled to `input_size` on its longer side, padded up
 //! to a multiple of 32, so a 16:9 frame does not pay for a square.
 
 use std::path::Path;
 
-use ndarray::Array4;
 use ort::session::Session;
-use ort::value::TensorRef;
 
+use super::letterbox::{Letterbox, Normalize};
 use super::nms::nms;
-use super::{DetectParams, Detector};
+use super::{output_f32, run_letterboxed, DetectParams, Detector};
 use crate::onnx::{self, Dim, OnnxError};
 use crate::types::{Detection, RgbImage};
 
 const STRIDES: [usize; 3] = [8, 16, 32];
 const INPUT: &str = "input";
-
-/// How a frame maps into the model input: `model = frame × scale`, padded to `width × height`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Letterbox {
-    pub scale: f32,
-    pub width: usize,
-    pub height: usize,
-}
-
-impl Letterbox {
-    /// For a fixed model input, fit the frame inside it; for a dynamic one, scale the longer side
-    /// to `input_size` and round each side up to a multiple of 32.
-    pub fn plan(frame_w: usize, frame_h: usize, fixed: Option<(usize, usize)>, input_size: usize) -> Self {
-        let (fw, fh) = (frame_w.max(1) as f32, frame_h.max(1) as f32);
-        match fixed {
-            Some((width, height)) => {
-                Letterbox { scale: (width as f32 / fw).min(height as f32 / fh), width, height }
-            }
-            None => {
-                let scale = input_size as f32 / fw.max(fh);
-                let up32 = |v: f32| (((v * scale).round() as usize).max(1)).div_ceil(32) * 32;
-                Letterbox { scale, width: up32(fw), height: up32(fh) }
-            }
-        }
-    }
-}
-
-/// Writes `image`, scaled by `lb.scale` (bilinear, OpenCV's pixel-centre convention), into a
-/// zeroed planar BGR buffer of `3 × lb.height × lb.width`.
-pub fn fill_input(image: &RgbImage, lb: &Letterbox, out: &mut [f32]) {
-    let plane = lb.width * lb.height;
-    out.fill(0.0);
-    let sw = ((image.width as f32 * lb.scale).round() as usize).min(lb.width);
-    let sh = ((image.height as f32 * lb.scale).round() as usize).min(lb.height);
-    let exact = (lb.scale - 1.0).abs() < 1e-6;
-    let mut px = [0.0f32; 3];
-    for y in 0..sh {
-        for x in 0..sw {
-            if exact {
-                let i = (y * image.width + x) * 3;
-                px = [f32::from(image.data[i]), f32::from(image.data[i + 1]), f32::from(image.data[i + 2])];
-            } else {
-                let sx = ((x as f32 + 0.5) / lb.scale - 0.5).clamp(0.0, (image.width - 1) as f32);
-                let sy = ((y as f32 + 0.5) / lb.scale - 0.5).clamp(0.0, (image.height - 1) as f32);
-                image.sample_bilinear(sx, sy, &mut px);
-            }
-            let o = y * lb.width + x;
-            out[o] = px[2];
-            out[plane + o] = px[1];
-            out[2 * plane + o] = px[0];
-        }
-    }
-}
+/// BGR, 0..255, no normalisation.
+const YUNET_INPUT: Normalize = Normalize { bgr: true, mean: 0.0, scale: 1.0 };
 
 /// The four raw outputs of one stride level, each `[cells × channels]` flattened.
 pub struct Level<'a> {
@@ -121,9 +69,8 @@ pub struct YunetDetector {
 }
 
 impl YunetDetector {
-    /// Loads the model and checks its input and the twelve outputs before any frame is seen.
-    pub fn load(path: &Path, threads: usize, params: DetectParams) -> Result<Self, OnnxError> {
-        let session = onnx::session(path, threads)?;
+    /// Checks the input and the twelve outputs of a loaded session before any frame is seen.
+    pub fn from_session(session: Session, path: &Path, params: DetectParams) -> Result<Self, OnnxError> {
         let role = "YuNet face detector";
         let dims = onnx::check_dims(
             path,
@@ -140,7 +87,7 @@ impl YunetDetector {
         }
         let fixed = (dims[2] > 0 && dims[3] > 0).then(|| (dims[3] as usize, dims[2] as usize));
         if let Some((w, h)) = fixed {
-            if w % 32 != 0 || h % 32 != 0 {
+            if !w.is_multiple_of(32) || !h.is_multiple_of(32) {
                 return Err(OnnxError::Shape {
                     path: path.to_path_buf(),
                     role,
@@ -156,19 +103,10 @@ impl YunetDetector {
 impl Detector for YunetDetector {
     fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, OnnxError> {
         let lb = Letterbox::plan(image.width, image.height, self.fixed, self.params.input_size as usize);
-        let mut input = Array4::<f32>::zeros((1, 3, lb.height, lb.width));
-        let buf = input.as_slice_mut().ok_or(OnnxError::Run { role: "detector", reason: "input not contiguous".into() })?;
-        fill_input(image, &lb, buf);
-        let run_err = |e: ort::Error| OnnxError::Run { role: "detector", reason: e.to_string() };
-        let tensor = TensorRef::from_array_view(input.view()).map_err(run_err)?;
-        let outputs = self.session.run(ort::inputs![INPUT => tensor]).map_err(run_err)?;
+        let outputs = run_letterboxed(&mut self.session, INPUT, image, &lb, &YUNET_INPUT)?;
         let mut dets = Vec::new();
         for stride in STRIDES {
-            let get = |name: &str| -> Result<&[f32], OnnxError> {
-                let key = format!("{name}_{stride}");
-                let value = outputs.get(&key).ok_or_else(|| OnnxError::Run { role: "detector", reason: format!("no output {key}") })?;
-                value.try_extract_tensor::<f32>().map(|(_, data)| data).map_err(run_err)
-            };
+            let get = |name: &str| output_f32(&outputs, &format!("{name}_{stride}"));
             let level = Level { stride, cls: get("cls")?, obj: get("obj")?, bbox: get("bbox")?, kps: get("kps")? };
             decode_level(&level, &lb, self.params.min_score as f32, &mut dets);
         }
@@ -181,37 +119,6 @@ impl Detector for YunetDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn letterbox_fits_fixed_input_without_stretching() {
-        let lb = Letterbox::plan(1280, 720, Some((640, 640)), 640);
-        assert_eq!((lb.width, lb.height), (640, 640));
-        assert!((lb.scale - 0.5).abs() < 1e-6);
-        let portrait = Letterbox::plan(360, 1280, Some((640, 640)), 640);
-        assert!((portrait.scale - 0.5).abs() < 1e-6);
-    }
-
-    #[test]
-    fn letterbox_dynamic_pads_to_multiple_of_32() {
-        let lb = Letterbox::plan(1920, 1080, None, 640);
-        assert_eq!((lb.width, lb.height), (640, 384));
-        assert!((lb.scale - 1.0 / 3.0).abs() < 1e-6);
-        let tiny = Letterbox::plan(1, 1, None, 640);
-        assert_eq!((tiny.width, tiny.height), (640, 640));
-    }
-
-    #[test]
-    fn fill_input_swaps_to_bgr_planes_and_pads_black() {
-        let image = RgbImage::new(2, 1, vec![10, 20, 30, 40, 50, 60]).unwrap();
-        let lb = Letterbox { scale: 1.0, width: 4, height: 2 };
-        let mut out = vec![9.0; 3 * 8];
-        fill_input(&image, &lb, &mut out);
-        // B plane, G plane, R plane; pixel (0,0) then (1,0); the rest padding.
-        assert_eq!(&out[0..2], &[30.0, 60.0]);
-        assert_eq!(&out[8..10], &[20.0, 50.0]);
-        assert_eq!(&out[16..18], &[10.0, 40.0]);
-        assert!(out[2..8].iter().all(|&v| v == 0.0));
-    }
 
     #[test]
     fn decode_level_maps_a_cell_back_to_frame_pixels() {

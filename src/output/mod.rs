@@ -123,8 +123,25 @@ pub fn write_jsonl_atomic<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), O
     write_atomic(path, &bytes)
 }
 
+/// An `.npy` (format 1.0) holding a float32 array of shape `(0, dim)`. npyz cannot write a
+/// zero-width array, which a run without an embedder needs.
+fn empty_npy(dim: usize) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': (0, {dim}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes
+}
+
 /// Writes an `(rows.len(), dim)` float32 `.npy`, atomically.
 pub fn write_npy_atomic(path: &Path, rows: &[Vec<f32>], dim: usize) -> Result<(), OutputError> {
+    if rows.is_empty() {
+        return write_atomic(path, &empty_npy(dim));
+    }
     let mut buf = io::Cursor::new(Vec::new());
     let mut w = npyz::WriteOptions::new().default_dtype().writer(&mut buf).begin_2d(dim as u64).map_err(at(path))?;
     for r in rows {
@@ -210,12 +227,13 @@ impl RunWriter {
         let emb_tmp = partial_name(&emb_path);
         let faces = BufWriter::new(File::create(&faces_tmp).map_err(at(&faces_tmp))?);
         let emb_file = BufWriter::new(File::create(&emb_tmp).map_err(at(&emb_tmp))?);
-        let embeddings = npyz::WriteOptions::new()
-            .default_dtype()
-            .writer(emb_file)
-            .begin_2d(dim as u64)
-            .map_err(at(&emb_tmp))?;
-        Ok(Self { faces_path, emb_path, faces: Some(faces), embeddings: Some(embeddings), rows: 0, dim })
+        // Without an embedder (dim 0) nothing is streamed; finish writes the empty array.
+        let embeddings = if dim == 0 {
+            None
+        } else {
+            Some(npyz::WriteOptions::new().default_dtype().writer(emb_file).begin_2d(dim as u64).map_err(at(&emb_tmp))?)
+        };
+        Ok(Self { faces_path, emb_path, faces: Some(faces), embeddings, rows: 0, dim })
     }
 
     /// Length of each embedding row.
@@ -248,8 +266,9 @@ impl RunWriter {
     pub fn finish(mut self) -> Result<(), OutputError> {
         let emb_tmp = partial_name(&self.emb_path);
         let faces_tmp = partial_name(&self.faces_path);
-        if let Some(w) = self.embeddings.take() {
-            w.finish().map_err(at(&emb_tmp))?;
+        match self.embeddings.take() {
+            Some(w) => w.finish().map_err(at(&emb_tmp))?,
+            None => fs::write(&emb_tmp, empty_npy(self.dim)).map_err(at(&emb_tmp))?,
         }
         if let Some(w) = self.faces.take() {
             let f = w.into_inner().map_err(|e| OutputError { path: faces_tmp.clone(), source: e.into_error() })?;
@@ -269,7 +288,7 @@ fn closed(path: &Path) -> OutputError {
 impl Drop for RunWriter {
     /// A run that did not finish leaves no output that looks complete.
     fn drop(&mut self) {
-        if self.faces.is_some() || self.embeddings.is_some() {
+        if self.faces.is_some() {
             drop(self.faces.take());
             drop(self.embeddings.take());
             let _ = fs::remove_file(partial_name(&self.faces_path));
@@ -352,6 +371,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         RunWriter::create(dir.path(), 128).unwrap().finish().unwrap();
         let bytes = fs::read(dir.path().join(EMBEDDINGS)).unwrap();
+        assert_eq!(npyz::NpyFile::new(&bytes[..]).unwrap().shape(), &[0, 128]);
+    }
+
+    #[test]
+    fn zero_width_runs_write_a_valid_empty_array() {
+        let dir = tempfile::tempdir().unwrap();
+        RunWriter::create(dir.path(), 0).unwrap().finish().unwrap();
+        let bytes = fs::read(dir.path().join(EMBEDDINGS)).unwrap();
+        assert_eq!(bytes.len() % 64, 0);
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(npy.shape(), &[0, 0]);
+        write_npy_atomic(&dir.path().join("t.npy"), &[], 128).unwrap();
+        let bytes = fs::read(dir.path().join("t.npy")).unwrap();
         assert_eq!(npyz::NpyFile::new(&bytes[..]).unwrap().shape(), &[0, 128]);
     }
 

@@ -28,9 +28,8 @@ use crossbeam_channel::{bounded, RecvTimeoutError};
 
 use crate::align::align_face;
 use crate::align::quality::{landmarks_outside, laplacian_variance, yaw_degrees};
-use crate::config::{ConfigError, HarvestConfig};
-use crate::detect::yunet::YunetDetector;
-use crate::detect::Detector;
+use crate::config::{ConfigError, HarvestConfig, Mode};
+use crate::detect;
 use crate::embed::sface::SfaceEmbedder;
 use crate::embed::Embedder;
 use crate::onnx::{self, OnnxError};
@@ -194,18 +193,27 @@ struct RunResult {
 
 fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start: Instant) -> Result<RunResult, HarvestError> {
     let video = decoder.info().clone();
-    let mut detector = YunetDetector::load(&cfg.detector, split.detector_intra_op, cfg.settings.detect.clone())?;
-    let mut embedder = SfaceEmbedder::load(&cfg.embedder, split.embedder_intra_op)?;
+    let mode = cfg.settings.run.mode;
+    let detect = &cfg.settings.detect;
+    let mut detector = match mode {
+        Mode::DecodeOnly => None,
+        _ => Some(detect::load(&cfg.detector, split.detector_intra_op, detect.clone(), detect.family)?),
+    };
+    let mut embedder = match mode {
+        Mode::Full => Some(SfaceEmbedder::load(&cfg.embedder, split.embedder_intra_op)?),
+        _ => None,
+    };
     let mut models = BTreeMap::new();
-    for (role, path) in [("detector", &cfg.detector), ("embedder", &cfg.embedder)] {
+    let loaded = [("detector", &cfg.detector, detector.is_some()), ("embedder", &cfg.embedder, embedder.is_some())];
+    for (role, path, _) in loaded.into_iter().filter(|m| m.2) {
         let file = ModelFile::hash(path).map_err(|source| HarvestError::ModelRead { path: path.clone(), source })?;
         models.insert(role, file);
     }
-    let gallery = match &cfg.seeds {
-        Some(dir) => Some(seeds::build_gallery(dir, &mut detector, &mut embedder, &cfg.settings.quality)?),
-        None => None,
+    let gallery = match (&cfg.seeds, detector.as_mut(), embedder.as_mut()) {
+        (Some(dir), Some(d), Some(e)) => Some(seeds::build_gallery(dir, d.as_mut(), e, &cfg.settings.quality)?),
+        _ => None,
     };
-    let mut writer = RunWriter::create(&cfg.out_dir, embedder.dim())?;
+    let mut writer = RunWriter::create(&cfg.out_dir, embedder.as_ref().map_or(0, |e| e.dim()))?;
     let crops = CropsDir::create(&cfg.out_dir)?;
 
     let budget = Arc::new(CpuBudget::new(cfg.threads));
@@ -270,10 +278,16 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
                             continue;
                         }
                     };
-                    let (dets, took) = budget.timed(split.detector_intra_op, || detector.detect(&frame.image));
-                    stats.timings.detect.add(took);
+                    let dets = match detector.as_mut() {
+                        Some(d) => {
+                            let (dets, took) = budget.timed(split.detector_intra_op, || d.detect(&frame.image));
+                            stats.timings.detect.add(took);
+                            dets?
+                        }
+                        None => Vec::new(),
+                    };
                     let mut faces = Vec::new();
-                    for det in dets? {
+                    for det in dets {
                         let t1 = Instant::now();
                         let face = assess(&frame.image, det, &gates);
                         stats.timings.align.add(t1.elapsed());
@@ -286,6 +300,7 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
                     let groups: Vec<&[usize]> = if batch { vec![&passed[..]] } else { passed.chunks(1).collect() };
                     let mut embed_calls = 0;
                     for group in groups.into_iter().filter(|g| !g.is_empty()) {
+                        let Some(embedder) = embedder.as_mut() else { break };
                         let crops: Vec<&RgbImage> = group.iter().filter_map(|&i| faces[i].aligned.as_ref()).collect();
                         let (vectors, took) = budget.timed(split.embedder_intra_op, || embedder.embed(&crops));
                         stats.timings.embed.add(took);

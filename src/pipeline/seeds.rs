@@ -7,8 +7,7 @@ use ndarray::Array2;
 
 use super::{assess, HarvestError};
 use crate::config::{IdentifyConfig, Quality};
-use crate::detect::yunet::YunetDetector;
-use crate::detect::Detector;
+use crate::detect::{self, Detector};
 use crate::embed::sface::SfaceEmbedder;
 use crate::embed::Embedder;
 use crate::identify::{list_seeds, Gallery, MatchParams};
@@ -20,8 +19,8 @@ use crate::video::VideoDecoder;
 /// person's photos. An image without such a face is an error naming the file.
 pub fn build_gallery(
     dir: &Path,
-    detector: &mut impl Detector,
-    embedder: &mut impl Embedder,
+    detector: &mut dyn Detector,
+    embedder: &mut dyn Embedder,
     gates: &Quality,
 ) -> Result<Gallery, HarvestError> {
     let mut people = Vec::new();
@@ -35,7 +34,7 @@ pub fn build_gallery(
     Ok(Gallery::new(people))
 }
 
-fn embed_seed(path: &Path, detector: &mut impl Detector, embedder: &mut impl Embedder, gates: &Quality) -> Result<Vec<f32>, HarvestError> {
+fn embed_seed(path: &Path, detector: &mut dyn Detector, embedder: &mut dyn Embedder, gates: &Quality) -> Result<Vec<f32>, HarvestError> {
     let no_face = || HarvestError::SeedWithoutFace { path: path.to_path_buf() };
     let mut decoder = VideoDecoder::open(path, 1, 1)?;
     let image = decoder.next_frame()?.and_then(|f| f.image).ok_or_else(no_face)?;
@@ -63,9 +62,10 @@ pub struct IdentifySummary {
 /// `faces.jsonl` and `tracks.jsonl` atomically, with the same matching as a harvest.
 pub fn identify(cfg: &IdentifyConfig) -> Result<IdentifySummary, HarvestError> {
     onnx::init_runtime(&cfg.ort_lib)?;
-    let mut detector = YunetDetector::load(&cfg.detector, cfg.threads, cfg.settings.detect.clone())?;
+    let detect = &cfg.settings.detect;
+    let mut detector = detect::load(&cfg.detector, cfg.threads, detect.clone(), detect.family)?;
     let mut embedder = SfaceEmbedder::load(&cfg.embedder, cfg.threads)?;
-    let gallery = build_gallery(&cfg.seeds, &mut detector, &mut embedder, &cfg.settings.quality)?;
+    let gallery = build_gallery(&cfg.seeds, detector.as_mut(), &mut embedder, &cfg.settings.quality)?;
     let params = &cfg.settings.identify;
     let faces_named = rename(&cfg.run_dir.join(FACES), &cfg.run_dir.join(EMBEDDINGS), &gallery, params)?;
     let tracks_named = rename(&cfg.run_dir.join(TRACKS), &cfg.run_dir.join(TRACK_EMBEDDINGS), &gallery, params)?;
