@@ -47,18 +47,25 @@ pub fn fill_input(image: &RgbImage, lb: &Letterbox, norm: &Normalize, out: &mut 
     let (first, last) = if norm.bgr { (2, 0) } else { (0, 2) };
     let sw = ((image.width as f32 * lb.scale).round() as usize).min(lb.width);
     let sh = ((image.height as f32 * lb.scale).round() as usize).min(lb.height);
-    let exact = (lb.scale - 1.0).abs() < 1e-6;
-    let mut px = [0.0f32; 3];
-    for y in 0..sh {
-        for x in 0..sw {
-            if exact {
-                let i = (y * image.width + x) * 3;
-                px = [f32::from(image.data[i]), f32::from(image.data[i + 1]), f32::from(image.data[i + 2])];
-            } else {
-                let sx = ((x as f32 + 0.5) / lb.scale - 0.5).clamp(0.0, (image.width - 1) as f32);
-                let sy = ((y as f32 + 0.5) / lb.scale - 0.5).clamp(0.0, (image.height - 1) as f32);
-                image.sample_bilinear(sx, sy, &mut px);
-            }
+    // Separable bilinear taps, computed once per column and row: (index, next index, weight).
+    let taps = |n: usize, src: usize| -> Vec<(usize, usize, f32)> {
+        (0..n)
+            .map(|i| {
+                let s = ((i as f32 + 0.5) / lb.scale - 0.5).clamp(0.0, (src - 1) as f32);
+                let i0 = s.floor();
+                (i0 as usize, (i0 as usize + 1).min(src - 1), s - i0)
+            })
+            .collect()
+    };
+    let (xs, ys) = (taps(sw, image.width), taps(sh, image.height));
+    let row = image.width * 3;
+    for (y, &(y0, y1, fy)) in ys.iter().enumerate() {
+        let (r0, r1) = (&image.data[y0 * row..(y0 + 1) * row], &image.data[y1 * row..(y1 + 1) * row]);
+        for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
+            let w = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
+            let px: [f32; 3] = std::array::from_fn(|c| {
+                w[0] * f32::from(r0[x0 * 3 + c]) + w[1] * f32::from(r0[x1 * 3 + c]) + w[2] * f32::from(r1[x0 * 3 + c]) + w[3] * f32::from(r1[x1 * 3 + c])
+            });
             let o = y * lb.width + x;
             out[o] = (px[first] - norm.mean) * norm.scale;
             out[plane + o] = (px[1] - norm.mean) * norm.scale;
@@ -100,6 +107,16 @@ mod tests {
         assert_eq!(&out[8..10], &[20.0, 50.0]);
         assert_eq!(&out[16..18], &[10.0, 40.0]);
         assert!(out[2..8].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn downscaling_averages_neighbours_and_keeps_edges() {
+        // A 4×1 image scaled by 0.5: output x samples source x = 0.5 and 2.5.
+        let image = RgbImage::new(4, 1, [0u8, 100, 200, 250].iter().flat_map(|&v| [v; 3]).collect()).unwrap();
+        let lb = Letterbox { scale: 0.5, width: 2, height: 1 };
+        let mut out = vec![0.0; 6];
+        fill_input(&image, &lb, &Normalize { bgr: false, mean: 0.0, scale: 1.0 }, &mut out);
+        assert_eq!(&out[..2], &[50.0, 225.0]);
     }
 
     #[test]
