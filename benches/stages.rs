@@ -34,7 +34,9 @@ fn frame(w: usize, h: usize) -> RgbImage {
 fn yunet_decode_nms(c: &mut Criterion) {
     // A 640×640 input: 6400 + 1600 + 400 cells; scores mostly low, ~1% of cells fire.
     let lb = Letterbox { scale: 1.0, width: 640, height: 640 };
-    let levels: Vec<(usize, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> = [8usize, 16, 32]
+    // (stride, cls, obj, bbox, kps) per level.
+    type Raw = (usize, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+    let levels: Vec<Raw> = [8usize, 16, 32]
         .iter()
         .map(|&s| {
             let n = (640 / s) * (640 / s);
