@@ -41,6 +41,12 @@ pub struct HarvestArgs {
     /// Embed one crop per call (rollback switch; identical results).
     #[arg(long, overrides_with = "batch_embed")]
     pub no_batch_embed: bool,
+    /// Pack the crops of consecutive whole frames into calls of at most B crops [default: 1 = one call per frame].
+    #[arg(long, value_name = "B")]
+    pub batch_size: Option<usize>,
+    /// Memory budget of one embedder call in MiB [default: auto].
+    #[arg(long, value_name = "MIB")]
+    pub embed_mem_mb: Option<u64>,
     /// Detector model (YuNet ONNX).
     #[arg(long, value_name = "PATH")]
     pub det_model: Option<PathBuf>,
@@ -145,6 +151,12 @@ mod tests {
         assert_eq!(harvest(&["--batch-embed"]).batch_embed(), Some(true));
         assert_eq!(harvest(&["--batch-embed", "--no-batch-embed"]).batch_embed(), Some(false));
         assert_eq!(harvest(&["--no-batch-embed", "--batch-embed"]).batch_embed(), Some(true));
+    }
+
+    #[test]
+    fn batch_size_and_memory() {
+        let h = harvest(&["--batch-size", "16", "--embed-mem-mb", "256"]);
+        assert_eq!((h.batch_size, h.embed_mem_mb), (Some(16), Some(256)));
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct Cuts {
 #[serde(deny_unknown_fields)]
 pub struct Embed {
     pub batch: bool,
+    pub batch_size: usize,
+    pub mem_budget_mb: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -189,6 +191,9 @@ impl Settings {
         if self.detect.input_size < 32 || !self.detect.input_size.is_multiple_of(32) {
             return bad("detect.input_size must be a positive multiple of 32");
         }
+        if self.embed.batch_size == 0 {
+            return bad("embed.batch_size (--batch-size) must be at least 1");
+        }
         if self.detect.max_faces == 0 {
             return bad("detect.max_faces must be at least 1");
         }
@@ -269,6 +274,12 @@ impl HarvestConfig {
         }
         if let Some(v) = args.batch_embed() {
             s.embed.batch = v;
+        }
+        if let Some(v) = args.batch_size {
+            s.embed.batch_size = v;
+        }
+        if let Some(v) = args.embed_mem_mb {
+            s.embed.mem_budget_mb = v;
         }
         if let Some(v) = args.min_face {
             s.quality.min_face = v;

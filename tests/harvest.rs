@@ -208,3 +208,30 @@ fn detect_only_and_decode_only_modes() {
     assert_eq!(dec.manifest["counts"]["frames_decoded"], 275);
     assert_eq!(dec.manifest["counts"]["frames_sampled"], 69);
 }
+
+#[test]
+fn packing_frames_and_the_memory_bound_keep_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = harvest_ok(&hamilton(), &tmp.path().join("base"), &["--stride", "5"]);
+    let packed = harvest_ok(&hamilton(), &tmp.path().join("packed"), &["--stride", "5", "--batch-size", "8"]);
+    let tight = harvest_ok(&hamilton(), &tmp.path().join("tight"), &["--stride", "5", "--embed-mem-mb", "8"]);
+    for other in [&packed, &tight] {
+        assert_eq!(other.faces_text, base.faces_text);
+        let worst = base.embeddings.iter().zip(&other.embeddings).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "max embedding difference {worst}");
+    }
+    let calls = |r: &Run| r.manifest["counts"]["embed_calls"].as_u64().unwrap();
+    assert!(calls(&packed) < calls(&base), "packing whole frames makes fewer calls: {} vs {}", calls(&packed), calls(&base));
+    assert_eq!(packed.manifest["embed_batching"]["batch_size"], 8);
+    // 8 MiB holds one crop: every frame with several embedded faces is split, one call per face.
+    assert_eq!(tight.manifest["embed_batching"]["max_crops_per_call"], 1);
+    assert_eq!(calls(&tight), tight.embeddings.len() as u64);
+    let mut per_frame: BTreeMap<u64, u64> = BTreeMap::new();
+    for f in base.faces.iter().filter(|f| f["embedding_row"].is_u64()) {
+        *per_frame.entry(f["frame_idx"].as_u64().unwrap()).or_default() += 1;
+    }
+    let multi = per_frame.values().filter(|&&n| n > 1).count() as u64;
+    assert!(multi > 0);
+    assert_eq!(tight.manifest["counts"]["frames_split_for_memory"].as_u64(), Some(multi));
+    assert_eq!(base.manifest["counts"]["frames_split_for_memory"], 0);
+}

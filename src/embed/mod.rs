@@ -2,6 +2,7 @@
 //! a whole batch so the pipeline can send all crops of a frame in ONE model call; the SFace
 //! implementation stacks them into one N×3×112×112 tensor.
 
+pub mod batching;
 pub mod sface;
 
 use crate::onnx::OnnxError;

@@ -63,6 +63,8 @@ pub struct Counts {
     pub faces_skipped: BTreeMap<SkipReason, u64>,
     pub embed_calls: u64,
     pub frames_failed: u64,
+    /// Frames whose crops exceeded the memory bound and were embedded in several calls.
+    pub frames_split_for_memory: u64,
     pub shots: u64,
     pub tracks: u64,
     /// Box-overlap matches the tracker refused because the faces' embeddings disagreed.
@@ -97,6 +99,16 @@ pub struct ThreadSplit {
     pub embedder_intra_op: usize,
 }
 
+/// How embedder calls were sized.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct EmbedBatching {
+    /// Crops of consecutive whole frames packed into one call, at most.
+    pub batch_size: usize,
+    /// The memory bound: a frame with more crops than this is split.
+    pub max_crops_per_call: usize,
+    pub mem_budget_mb: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Manifest {
     pub tool: &'static str,
@@ -107,6 +119,7 @@ pub struct Manifest {
     pub models: BTreeMap<&'static str, ModelFile>,
     pub onnxruntime: RuntimeInfo,
     pub threads: ThreadSplit,
+    pub embed_batching: EmbedBatching,
     pub started_at: String,
     pub finished_at: String,
     pub wall_s: f64,

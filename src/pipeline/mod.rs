@@ -16,7 +16,7 @@ mod progress;
 mod seeds;
 mod sink;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,9 +31,10 @@ use crate::align::quality::{landmarks_outside, laplacian_variance, yaw_degrees};
 use crate::config::{ConfigError, HarvestConfig, Mode};
 use crate::detect;
 use crate::embed::sface::SfaceEmbedder;
+use crate::embed::batching::{max_crops_for, Packer, Part};
 use crate::embed::Embedder;
 use crate::onnx::{self, OnnxError};
-use crate::output::manifest::{Counts, InputFacts, Manifest, ModelFile, StageStats, ThreadSplit, Timings};
+use crate::output::manifest::{Counts, EmbedBatching, InputFacts, Manifest, ModelFile, StageStats, ThreadSplit, Timings};
 use crate::output::{self, CropsDir, OutputError, Progress, RunWriter, ShotRecord};
 use crate::track::cuts::CutDetector;
 use crate::types::{Detection, FaceQuality, RgbImage, SkipReason};
@@ -169,6 +170,7 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant) -> Result<HarvestSu
         models: run.models,
         onnxruntime: runtime,
         threads: split,
+        embed_batching: run.batching,
         started_at,
         finished_at: output::now_rfc3339(),
         wall_s: start.elapsed().as_secs_f64(),
@@ -183,6 +185,7 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant) -> Result<HarvestSu
 }
 
 struct RunResult {
+    batching: EmbedBatching,
     video: crate::video::VideoInfo,
     models: BTreeMap<&'static str, ModelFile>,
     counts: Counts,
@@ -214,6 +217,7 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
         _ => None,
     };
     let mut writer = RunWriter::create(&cfg.out_dir, embedder.as_ref().map_or(0, |e| e.dim()))?;
+    let batching = EmbedBatching::plan(&cfg.settings.embed);
     let crops = CropsDir::create(&cfg.out_dir)?;
 
     let budget = Arc::new(CpuBudget::new(cfg.threads));
@@ -264,6 +268,8 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
 
     let gates = cfg.settings.quality.clone();
     let batch = cfg.settings.embed.batch;
+    let mut packer = Packer::new(cfg.settings.embed.batch_size, batching.max_crops_per_call);
+    let mut waiting: VecDeque<Waiting> = VecDeque::new();
     let infer_handle = {
         let budget = budget.clone();
         thread::Builder::new()
@@ -296,24 +302,29 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
                         }
                         faces.push(face);
                     }
-                    let passed: Vec<usize> = (0..faces.len()).filter(|&i| faces[i].skip.is_none()).collect();
-                    let groups: Vec<&[usize]> = if batch { vec![&passed[..]] } else { passed.chunks(1).collect() };
-                    let mut embed_calls = 0;
-                    for group in groups.into_iter().filter(|g| !g.is_empty()) {
-                        let Some(embedder) = embedder.as_mut() else { break };
-                        let crops: Vec<&RgbImage> = group.iter().filter_map(|&i| faces[i].aligned.as_ref()).collect();
-                        let (vectors, took) = budget.timed(split.embedder_intra_op, || embedder.embed(&crops));
-                        stats.timings.embed.add(took);
-                        embed_calls += 1;
-                        for (&i, v) in group.iter().zip(vectors?) {
-                            faces[i].embedding = Some(v);
-                        }
+                    let passed: Vec<usize> = match embedder {
+                        Some(_) => (0..faces.len()).filter(|&i| faces[i].skip.is_none()).collect(),
+                        None => Vec::new(),
+                    };
+                    let calls = if batch {
+                        packer.push(frame.idx, passed.len())
+                    } else {
+                        (0..passed.len()).map(|start| vec![Part { frame: frame.idx, start, len: 1 }]).collect()
+                    };
+                    let waiting_frame = EmbeddedFrame { idx: frame.idx, t: frame.t, shot: frame.shot, faces, embed_calls: 0 };
+                    waiting.push_back(Waiting { remaining: passed.len(), passed, frame: waiting_frame });
+                    for call in calls {
+                        run_call(&call, &mut waiting, embedder.as_mut(), &budget, split.embedder_intra_op, &mut stats)?;
                     }
-                    let out = EmbeddedFrame { idx: frame.idx, t: frame.t, shot: frame.shot, faces, embed_calls };
-                    if face_tx.send(out).is_err() {
-                        break;
+                    if !send_ready(&mut waiting, &face_tx) {
+                        return Ok(stats);
                     }
                 }
+                if let Some(call) = packer.flush() {
+                    run_call(&call, &mut waiting, embedder.as_mut(), &budget, split.embedder_intra_op, &mut stats)?;
+                }
+                send_ready(&mut waiting, &face_tx);
+                stats.frames_split = packer.split_frames();
                 Ok(stats)
             })
             .map_err(|_| HarvestError::Panicked { stage: "infer" })?
@@ -347,6 +358,7 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
     counts.frames_decoded = shared.decoded.load(Ordering::Relaxed);
     counts.frames_sampled = shared.sampled.load(Ordering::Relaxed);
     counts.shots = shots.len() as u64;
+    counts.frames_split_for_memory = infer.frames_split;
     if counts.frames_decoded == 0 {
         return Err(HarvestError::NoFrames { path: cfg.input.clone() });
     }
@@ -356,7 +368,7 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
     output::write_npy_atomic(&cfg.out_dir.join(output::TRACK_EMBEDDINGS), &track_rows, writer.dim())?;
     writer.finish()?;
     let timings = Timings { decode: decode_stats, detect: infer.timings.detect, align: infer.timings.align, embed: infer.timings.embed, write: write_stats };
-    Ok(RunResult { video, models, counts, timings, issues, last_progress })
+    Ok(RunResult { batching, video, models, counts, timings, issues, last_progress })
 }
 
 #[derive(Default)]
@@ -364,6 +376,77 @@ struct InferStats {
     timings: Timings,
     issues: Vec<DecodeIssue>,
     align_failures: Vec<u64>,
+    frames_split: u64,
+}
+
+/// Estimated memory of one crop inside an SFace call: its 147 KiB input plus activations.
+const BYTES_PER_CROP: u64 = 8 << 20;
+
+impl EmbedBatching {
+    /// The memory budget from the config, or a quarter of available memory (at most 4 GiB).
+    fn plan(cfg: &crate::config::Embed) -> Self {
+        let budget = match cfg.mem_budget_mb {
+            0 => available_memory().map_or(1 << 30, |m| (m / 4).min(4 << 30)),
+            mb => mb << 20,
+        };
+        let max_crops_per_call = max_crops_for(budget, BYTES_PER_CROP);
+        EmbedBatching { batch_size: cfg.batch_size.min(max_crops_per_call), max_crops_per_call, mem_budget_mb: budget >> 20 }
+    }
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib << 10)
+}
+
+/// A frame whose crops are not all embedded yet; `passed` indexes its faces to embed.
+struct Waiting {
+    frame: EmbeddedFrame,
+    passed: Vec<usize>,
+    remaining: usize,
+}
+
+/// Runs one planned embedder call over crops of the waiting frames and stores the vectors.
+fn run_call(
+    call: &[Part],
+    waiting: &mut VecDeque<Waiting>,
+    embedder: Option<&mut SfaceEmbedder>,
+    budget: &CpuBudget,
+    threads: usize,
+    stats: &mut InferStats,
+) -> Result<(), OnnxError> {
+    let Some(embedder) = embedder else { return Ok(()) };
+    let find = |w: &VecDeque<Waiting>, frame: u64| w.iter().position(|x| x.frame.idx == frame);
+    let mut slots = Vec::new();
+    for part in call {
+        let Some(at) = find(waiting, part.frame) else { continue };
+        slots.extend(waiting[at].passed[part.start..part.start + part.len].iter().map(|&face| (at, face)));
+    }
+    let crops: Vec<&RgbImage> = slots.iter().filter_map(|&(at, face)| waiting[at].frame.faces[face].aligned.as_ref()).collect();
+    let (vectors, took) = budget.timed(threads, || embedder.embed(&crops));
+    stats.timings.embed.add(took);
+    for ((at, face), v) in slots.into_iter().zip(vectors?) {
+        waiting[at].frame.faces[face].embedding = Some(v);
+        waiting[at].remaining -= 1;
+    }
+    if let Some(first) = call.first().and_then(|p| find(waiting, p.frame)) {
+        waiting[first].frame.embed_calls += 1;
+    }
+    Ok(())
+}
+
+/// Sends the frames at the front whose crops are all embedded; false once the writer is gone.
+fn send_ready(waiting: &mut VecDeque<Waiting>, tx: &crossbeam_channel::Sender<EmbeddedFrame>) -> bool {
+    while waiting.front().is_some_and(|w| w.remaining == 0) {
+        if let Some(w) = waiting.pop_front() {
+            if tx.send(w.frame).is_err() {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Measures one detection, applies the quality gates in order (size, score, frame, pose,
