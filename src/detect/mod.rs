@@ -41,6 +41,15 @@ pub struct DetectParams {
     pub family: Family,
 }
 
+impl DetectParams {
+    /// NMS over every candidate of a frame, then at most `max_faces`, best first.
+    fn keep_best(&self, candidates: Vec<Detection>) -> Vec<Detection> {
+        let mut kept = nms::nms(candidates, self.nms_iou as f32);
+        kept.truncate(self.max_faces);
+        kept
+    }
+}
+
 /// Which detector family a model file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

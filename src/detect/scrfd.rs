@@ -9,7 +9,6 @@ use std::path::Path;
 use ort::session::Session;
 
 use super::letterbox::{Letterbox, Normalize};
-use super::nms::nms;
 use super::{run_letterboxed, DetectParams, Detector};
 use crate::onnx::{self, Dim, OnnxError};
 use crate::types::{Detection, RgbImage};
@@ -79,9 +78,7 @@ impl Detector for ScrfdDetector {
             let get = |name: &str| super::output_f32(&outputs, &format!("{name}_{stride}"));
             decode_level(stride, get("score")?, get("bbox")?, get("kps")?, &lb, self.params.min_score as f32, &mut dets);
         }
-        let mut kept = nms(dets, self.params.nms_iou as f32);
-        kept.truncate(self.params.max_faces);
-        Ok(kept)
+        Ok(self.params.keep_best(dets))
     }
 }
 

@@ -11,7 +11,6 @@ use std::path::Path;
 use ort::session::Session;
 
 use super::letterbox::{Letterbox, Normalize};
-use super::nms::nms;
 use super::{output_f32, run_letterboxed, DetectParams, Detector};
 use crate::onnx::{self, Dim, OnnxError};
 use crate::types::{Detection, RgbImage};
@@ -110,9 +109,7 @@ impl Detector for YunetDetector {
             let level = Level { stride, cls: get("cls")?, obj: get("obj")?, bbox: get("bbox")?, kps: get("kps")? };
             decode_level(&level, &lb, self.params.min_score as f32, &mut dets);
         }
-        let mut kept = nms(dets, self.params.nms_iou as f32);
-        kept.truncate(self.params.max_faces);
-        Ok(kept)
+        Ok(self.params.keep_best(dets))
     }
 }
 
