@@ -14,9 +14,11 @@ use crate::output::{self, CropsDir, FaceRecord, OutputError, RunWriter, TrackRec
 use crate::track::summary::{side_by_side, FaceInTrack, TrackSummary};
 use crate::track::{TrackInput, TrackParams, Tracker};
 
-/// A closed track, its images already saved.
+/// A closed track, its crop already saved and its images dropped, so closed tracks cost a few
+/// hundred bytes each however long the video.
 struct ClosedTrack {
     summary: TrackSummary,
+    best_face_id: u64,
     mean: Option<Vec<f32>>,
 }
 
@@ -133,13 +135,12 @@ impl<'a> Sink<'a> {
     fn close(&mut self, ids: &[u64]) -> Result<(), OutputError> {
         for id in ids {
             let Some(mut summary) = self.open.remove(id) else { continue };
-            if let Some(best) = summary.best.take() {
-                let image = side_by_side(best.aligned.as_ref(), &best.context);
-                output::write_jpeg_atomic(&self.crops.path(&format!("track_{id}.jpg")), &image)?;
-                summary.best = Some(crate::track::summary::BestFace { aligned: None, ..best });
-            }
+            // A track exists only once a face was added, so it always has a best face.
+            let Some(best) = summary.best.take() else { continue };
+            let image = side_by_side(best.aligned.as_ref(), &best.context);
+            output::write_jpeg_atomic(&self.crops.path(&format!("track_{id}.jpg")), &image)?;
             let mean = summary.mean_embedding();
-            self.closed.push(ClosedTrack { summary, mean });
+            self.closed.push(ClosedTrack { summary, best_face_id: best.face_id, mean });
         }
         Ok(())
     }
@@ -166,7 +167,7 @@ impl<'a> Sink<'a> {
                 t_end: round_t(s.t_end),
                 n_faces: s.n_faces,
                 n_embedded: s.n_embedded,
-                best_face_id: s.best.as_ref().map_or(0, |b| b.face_id),
+                best_face_id: c.best_face_id,
                 embedding_row,
                 identity: None,
             });
