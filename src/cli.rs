@@ -20,6 +20,19 @@ pub enum Command {
     /// Re-match an existing run against cast photos from its embeddings.npy and
     /// track_embeddings.npy, without decoding the video again; rewrites the identity fields.
     Identify(IdentifyArgs),
+    /// Measure the model floor of a completed run: the time ONNX Runtime alone needs for its
+    /// detector on every sampled frame and its embedder on every embedded crop (best batch
+    /// size). Prints JSON; used by scripts/bench.
+    Floor(FloorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    /// Out dir of a completed harvest.
+    pub run_dir: PathBuf,
+    /// Intra-op threads [default: the run's --threads].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -117,8 +130,17 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Harvest(h) => h,
-            Command::Identify(_) => unreachable!("harvest was parsed"),
+            _ => unreachable!("harvest was parsed"),
         }
+    }
+
+    #[test]
+    fn floor_takes_a_run_dir_and_optional_threads() {
+        let Command::Floor(f) = Cli::try_parse_from(["episode-run", "floor", "runs/x", "--threads", "2"]).unwrap().command else {
+            panic!("floor was not parsed");
+        };
+        assert_eq!((f.run_dir, f.threads), (PathBuf::from("runs/x"), Some(2)));
+        assert!(Cli::try_parse_from(["episode-run", "floor"]).is_err());
     }
 
     #[test]

@@ -323,6 +323,26 @@ impl HarvestConfig {
     }
 }
 
+/// A `floor` measurement of a completed run.
+#[derive(Clone, Debug)]
+pub struct FloorConfig {
+    pub run_dir: PathBuf,
+    /// Intra-op threads; `None` uses the run's own budget.
+    pub threads: Option<usize>,
+    pub ort_lib: PathBuf,
+}
+
+impl FloorConfig {
+    pub fn from_args(args: &crate::cli::FloorArgs) -> Result<Self, ConfigError> {
+        if args.threads == Some(0) {
+            return Err(ConfigError::Invalid("--threads must be at least 1".into()));
+        }
+        let mut s = Settings::from_file(None)?;
+        let (_, _, ort_lib, _) = s.resolve();
+        Ok(Self { run_dir: args.run_dir.clone(), threads: args.threads, ort_lib })
+    }
+}
+
 /// An `identify` run, resolved and checked.
 #[derive(Clone, Debug)]
 pub struct IdentifyConfig {
@@ -379,7 +399,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match crate::cli::Cli::try_parse_from(argv).unwrap().command {
             crate::cli::Command::Harvest(h) => h,
-            crate::cli::Command::Identify(_) => unreachable!("harvest was parsed"),
+            _ => unreachable!("harvest was parsed"),
         }
     }
 

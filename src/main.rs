@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use episode_run::cli::{Cli, Command};
-use episode_run::config::{HarvestConfig, IdentifyConfig};
+use episode_run::config::{FloorConfig, HarvestConfig, IdentifyConfig};
 
 fn main() -> ExitCode {
     match Cli::parse().command {
@@ -38,6 +38,18 @@ fn main() -> ExitCode {
             match result {
                 Ok(s) => {
                     eprintln!("matched against {} people: {} faces and {} tracks named", s.people.len(), s.faces_named, s.tracks_named);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fatal(e),
+            }
+        }
+        Command::Floor(args) => {
+            let result = FloorConfig::from_args(&args)
+                .map_err(anyhow::Error::from)
+                .and_then(|cfg| episode_run::pipeline::floor(&cfg).map_err(anyhow::Error::from));
+            match result.and_then(|f| serde_json::to_string(&f).map_err(anyhow::Error::from)) {
+                Ok(json) => {
+                    println!("{json}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fatal(e),

@@ -21,11 +21,15 @@ impl RgbImage {
     /// like OpenCV's constant border, which InsightFace's `norm_crop` relies on.
     #[inline]
     pub fn sample_bilinear(&self, x: f32, y: f32, out: &mut [f32; 3]) {
-        let x0 = x.floor();
-        let y0 = y.floor();
-        let fx = x - x0;
-        let fy = y - y0;
-        let (x0, y0) = (x0 as isize, y0 as isize);
+        // `floor` without a libm call (this runs for every pixel of every crop); exact for the
+        // finite coordinates a similarity produces (a NaN still gives a NaN weight and a black pixel).
+        let floor = |v: f32| {
+            let i = v as isize;
+            if (i as f32) > v { i - 1 } else { i }
+        };
+        let (x0, y0) = (floor(x), floor(y));
+        let fx = x - x0 as f32;
+        let fy = y - y0 as f32;
         *out = [0.0; 3];
         let weights = [
             (x0, y0, (1.0 - fx) * (1.0 - fy)),

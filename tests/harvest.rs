@@ -235,3 +235,58 @@ fn packing_frames_and_the_memory_bound_keep_results() {
     assert_eq!(tight.manifest["counts"]["frames_split_for_memory"].as_u64(), Some(multi));
     assert_eq!(base.manifest["counts"]["frames_split_for_memory"], 0);
 }
+
+/// Every output file of a run except the ones that hold timings.
+fn output_bytes(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let name = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                if name != "manifest.json" && name != "progress.json" {
+                    files.insert(name, std::fs::read(&p).unwrap());
+                }
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn the_parallel_pipeline_writes_the_same_bytes_as_one_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let one = tmp.path().join("one");
+    let two = tmp.path().join("two");
+    harvest_ok(&hamilton(), &one, &["--stride", "2", "--threads", "1"]);
+    let run = harvest_ok(&hamilton(), &two, &["--stride", "2", "--threads", "2"]);
+    assert_eq!(run.manifest["threads"], serde_json::json!({"budget": 2, "decode": 1, "onnx": 2, "onnx_while_decoding": 1}));
+    let (a, b) = (output_bytes(&one), output_bytes(&two));
+    assert!(a.contains_key("faces.jsonl") && a.contains_key("embeddings.npy") && a.keys().any(|k| k.starts_with("crops")));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{name} differs between --threads 1 and --threads 2");
+    }
+}
+
+#[test]
+fn floor_replays_exactly_the_runs_model_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let run = harvest_ok(&hamilton(), &out, &["--stride", "8", "--threads", "1"]);
+    let o = std::process::Command::new(bin()).arg("floor").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let floor: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(floor["frames"], run.manifest["counts"]["frames_sampled"]);
+    assert_eq!(floor["faces"], run.manifest["counts"]["faces_embedded"]);
+    assert_eq!(floor["threads"], 1);
+    let (det, emb, total) = (floor["detect_s"].as_f64().unwrap(), floor["embed_s"].as_f64().unwrap(), floor["floor_s"].as_f64().unwrap());
+    assert!(det > 0.0 && emb > 0.0 && (det + emb - total).abs() < 0.002, "{floor}");
+    assert_eq!(floor["embed_ms_per_face"].as_object().unwrap().len(), 5);
+    let missing = std::process::Command::new(bin()).arg("floor").arg(tmp.path().join("nope")).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("manifest.json"));
+}

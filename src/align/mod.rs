@@ -103,7 +103,8 @@ pub fn warp(image: &RgbImage, inv: &Similarity, size: usize) -> RgbImage {
             image.sample_bilinear(sx, sy, &mut px);
             let o = (y * size + x) * 3;
             for c in 0..3 {
-                data[o + c] = px[c].round().clamp(0.0, 255.0) as u8;
+                // Round half away from zero, as `round` does for these non-negative values.
+                data[o + c] = (px[c].clamp(0.0, 255.0) + 0.5) as u8;
             }
         }
     }

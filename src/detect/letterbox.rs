@@ -45,6 +45,20 @@ pub fn fill_input(image: &RgbImage, lb: &Letterbox, norm: &Normalize, out: &mut 
     let plane = lb.width * lb.height;
     out.fill((0.0 - norm.mean) * norm.scale);
     let (first, last) = if norm.bgr { (2, 0) } else { (0, 2) };
+    if lb.scale == 1.0 {
+        // Already scaled: a copy into the planes.
+        let w = image.width.min(lb.width);
+        for y in 0..image.height.min(lb.height) {
+            let row = &image.data[y * image.width * 3..][..w * 3];
+            let o = y * lb.width;
+            for (x, px) in row.chunks_exact(3).enumerate() {
+                out[o + x] = (f32::from(px[first]) - norm.mean) * norm.scale;
+                out[plane + o + x] = (f32::from(px[1]) - norm.mean) * norm.scale;
+                out[2 * plane + o + x] = (f32::from(px[last]) - norm.mean) * norm.scale;
+            }
+        }
+        return;
+    }
     let sw = ((image.width as f32 * lb.scale).round() as usize).min(lb.width);
     let sh = ((image.height as f32 * lb.scale).round() as usize).min(lb.height);
     // Separable bilinear taps, computed once per column and row: (index, next index, weight).

@@ -11,8 +11,9 @@ pub mod scrfd;
 pub mod yunet;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use ndarray::Array4;
+use ndarray::ArrayView4;
 use ort::session::{Session, SessionOutputs};
 use ort::value::TensorRef;
 
@@ -20,9 +21,66 @@ use crate::onnx::{self, OnnxError};
 use crate::types::{Detection, RgbImage};
 use letterbox::{fill_input, Letterbox, Normalize};
 
-/// Finds faces in one frame.
+/// Finds faces in one frame, in two steps so the pipeline can prepare the next frame's input
+/// on another thread while the model runs: [`InputPlan::prepare`] (pure CPU, any thread), then
+/// [`Detector::detect_prepared`] (the model).
 pub trait Detector {
-    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, OnnxError>;
+    /// How a frame becomes this model's input.
+    fn input_plan(&self) -> InputPlan;
+    /// Runs the model on a prepared input. Returns faces in frame pixels and the time spent in
+    /// ONNX Runtime alone (the model floor of this frame).
+    fn detect_prepared(&mut self, input: &DetectorInput) -> Result<(Vec<Detection>, Duration), OnnxError>;
+
+    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, OnnxError> {
+        let input = self.input_plan().prepare(image);
+        self.detect_prepared(&input).map(|(faces, _)| faces)
+    }
+}
+
+/// The model input's geometry and normalisation; `Copy` so another thread can hold one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputPlan {
+    /// The model's fixed input `(width, height)`, if it has one.
+    fixed: Option<(usize, usize)>,
+    /// Longer side for models with a symbolic input size.
+    input_size: usize,
+    norm: Normalize,
+}
+
+impl InputPlan {
+    /// Letterboxes `image` into a 1×3×H×W tensor, normalised as the model wants.
+    pub fn prepare(&self, image: &RgbImage) -> DetectorInput {
+        let lb = Letterbox::plan(image.width, image.height, self.fixed, self.input_size);
+        let mut tensor = vec![0f32; 3 * lb.height * lb.width];
+        fill_input(image, &lb, &self.norm, &mut tensor);
+        DetectorInput { tensor, lb }
+    }
+
+    /// The size a `width × height` frame has inside the model input (before padding).
+    pub fn content_size(&self, width: u32, height: u32) -> (u32, u32) {
+        let lb = Letterbox::plan(width as usize, height as usize, self.fixed, self.input_size);
+        let side = |v: u32, max: usize| ((v as f32 * lb.scale).round() as usize).clamp(1, max) as u32;
+        (side(width, lb.width), side(height, lb.height))
+    }
+
+    /// [`prepare`](Self::prepare) from a copy of the frame already scaled to
+    /// [`content_size`](Self::content_size) (by the decoder): only padding and normalisation left.
+    pub fn prepare_scaled(&self, scaled: &RgbImage, frame_width: u32, frame_height: u32) -> DetectorInput {
+        let mut lb = Letterbox::plan(frame_width as usize, frame_height as usize, self.fixed, self.input_size);
+        let mut tensor = vec![0f32; 3 * lb.height * lb.width];
+        let scale = lb.scale;
+        lb.scale = 1.0;
+        fill_input(scaled, &lb, &self.norm, &mut tensor);
+        lb.scale = scale;
+        DetectorInput { tensor, lb }
+    }
+}
+
+/// One frame ready for the detector model.
+pub struct DetectorInput {
+    /// Planar `3 × lb.height × lb.width` values.
+    tensor: Vec<f32>,
+    lb: Letterbox,
 }
 
 /// Detector settings shared by every family.
@@ -74,14 +132,16 @@ pub fn load(path: &Path, threads: usize, params: DetectParams, family: Family) -
     })
 }
 
-/// Letterboxes `image` into a 1×3×H×W tensor, normalised as the model wants, and runs it.
-fn run_letterboxed<'s>(session: &'s mut Session, input: &str, image: &RgbImage, lb: &Letterbox, norm: &Normalize) -> Result<SessionOutputs<'s>, OnnxError> {
+/// Runs a prepared input through the session, timing ONNX Runtime alone.
+fn run_prepared<'s>(session: &'s mut Session, input: &str, prepared: &DetectorInput) -> Result<(SessionOutputs<'s>, Duration), OnnxError> {
     let run_err = |e: ort::Error| OnnxError::Run { role: "detector", reason: e.to_string() };
-    let mut tensor = Array4::<f32>::zeros((1, 3, lb.height, lb.width));
-    let buf = tensor.as_slice_mut().ok_or(OnnxError::Run { role: "detector", reason: "input not contiguous".into() })?;
-    fill_input(image, lb, norm, buf);
-    let value = TensorRef::from_array_view(tensor.view()).map_err(run_err)?;
-    session.run(ort::inputs![input => value]).map_err(run_err)
+    let lb = &prepared.lb;
+    let view = ArrayView4::from_shape((1, 3, lb.height, lb.width), &prepared.tensor[..])
+        .map_err(|e| OnnxError::Run { role: "detector", reason: e.to_string() })?;
+    let value = TensorRef::from_array_view(view).map_err(run_err)?;
+    let start = Instant::now();
+    let outputs = session.run(ort::inputs![input => value]).map_err(run_err)?;
+    Ok((outputs, start.elapsed()))
 }
 
 /// The named f32 output of a detector run.
@@ -91,4 +151,25 @@ fn output_f32<'a>(outputs: &'a SessionOutputs, name: &str) -> Result<&'a [f32], 
         .try_extract_tensor::<f32>()
         .map(|(_, data)| data)
         .map_err(|e| OnnxError::Run { role: "detector", reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_scaled_by_the_decoder_gives_the_same_geometry_as_letterboxing_it_here() {
+        let plan = InputPlan { fixed: Some((640, 640)), input_size: 640, norm: Normalize { bgr: true, mean: 0.0, scale: 1.0 } };
+        assert_eq!(plan.content_size(1280, 720), (640, 360));
+        assert_eq!(plan.content_size(360, 1280), (180, 640));
+        let scaled = RgbImage::new(640, 360, vec![7; 640 * 360 * 3]).unwrap();
+        let input = plan.prepare_scaled(&scaled, 1280, 720);
+        assert_eq!((input.lb.width, input.lb.height), (640, 640));
+        assert!((input.lb.scale - 0.5).abs() < 1e-6, "boxes map back by the frame's scale");
+        assert_eq!(input.tensor.len(), 3 * 640 * 640);
+        assert_eq!((input.tensor[0], input.tensor[640 * 360 - 1], input.tensor[640 * 360]), (7.0, 7.0, 0.0), "content, then black padding");
+        let dynamic = InputPlan { fixed: None, ..plan };
+        assert_eq!(dynamic.content_size(1920, 1080), (640, 360));
+        assert_eq!(dynamic.prepare_scaled(&scaled, 1920, 1080).lb.height, 384);
+    }
 }

@@ -5,13 +5,14 @@
 //! with InsightFace's FaceAnalysis on identical models.
 
 use std::path::Path;
+use std::time::Duration;
 
 use ort::session::Session;
 
 use super::letterbox::{Letterbox, Normalize};
-use super::{run_letterboxed, DetectParams, Detector};
+use super::{run_prepared, DetectParams, Detector, DetectorInput, InputPlan};
 use crate::onnx::{self, Dim, OnnxError};
-use crate::types::{Detection, RgbImage};
+use crate::types::Detection;
 
 const STRIDES: [usize; 3] = [8, 16, 32];
 const ANCHORS: usize = 2;
@@ -70,15 +71,19 @@ impl ScrfdDetector {
 }
 
 impl Detector for ScrfdDetector {
-    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, OnnxError> {
-        let lb = Letterbox::plan(image.width, image.height, None, self.params.input_size as usize);
-        let outputs = run_letterboxed(&mut self.session, INPUT, image, &lb, &NORM)?;
+    fn input_plan(&self) -> InputPlan {
+        InputPlan { fixed: None, input_size: self.params.input_size as usize, norm: NORM }
+    }
+
+    fn detect_prepared(&mut self, input: &DetectorInput) -> Result<(Vec<Detection>, Duration), OnnxError> {
+        let (outputs, took) = run_prepared(&mut self.session, INPUT, input)?;
+        let lb = input.lb;
         let mut dets = Vec::new();
         for stride in STRIDES {
             let get = |name: &str| super::output_f32(&outputs, &format!("{name}_{stride}"));
             decode_level(stride, get("score")?, get("bbox")?, get("kps")?, &lb, self.params.min_score as f32, &mut dets);
         }
-        Ok(self.params.keep_best(dets))
+        Ok((self.params.keep_best(dets), took))
     }
 }
 

@@ -7,13 +7,14 @@
 //! to a multiple of 32, so a 16:9 frame does not pay for a square.
 
 use std::path::Path;
+use std::time::Duration;
 
 use ort::session::Session;
 
 use super::letterbox::{Letterbox, Normalize};
-use super::{output_f32, run_letterboxed, DetectParams, Detector};
+use super::{output_f32, run_prepared, DetectParams, Detector, DetectorInput, InputPlan};
 use crate::onnx::{self, Dim, OnnxError};
-use crate::types::{Detection, RgbImage};
+use crate::types::Detection;
 
 const STRIDES: [usize; 3] = [8, 16, 32];
 const INPUT: &str = "input";
@@ -100,16 +101,20 @@ impl YunetDetector {
 }
 
 impl Detector for YunetDetector {
-    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, OnnxError> {
-        let lb = Letterbox::plan(image.width, image.height, self.fixed, self.params.input_size as usize);
-        let outputs = run_letterboxed(&mut self.session, INPUT, image, &lb, &YUNET_INPUT)?;
+    fn input_plan(&self) -> InputPlan {
+        InputPlan { fixed: self.fixed, input_size: self.params.input_size as usize, norm: YUNET_INPUT }
+    }
+
+    fn detect_prepared(&mut self, input: &DetectorInput) -> Result<(Vec<Detection>, Duration), OnnxError> {
+        let (outputs, took) = run_prepared(&mut self.session, INPUT, input)?;
+        let lb = input.lb;
         let mut dets = Vec::new();
         for stride in STRIDES {
             let get = |name: &str| output_f32(&outputs, &format!("{name}_{stride}"));
             let level = Level { stride, cls: get("cls")?, obj: get("obj")?, bbox: get("bbox")?, kps: get("kps")? };
             decode_level(&level, &lb, self.params.min_score as f32, &mut dets);
         }
-        Ok(self.params.keep_best(dets))
+        Ok((self.params.keep_best(dets), took))
     }
 }
 

@@ -2,8 +2,9 @@
 //! 0..255 (the graph normalises internally), output N×128.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use ndarray::Array4;
+use ndarray::{Array4, ArrayView4};
 use ort::session::Session;
 use ort::value::TensorRef;
 
@@ -70,25 +71,33 @@ impl Embedder for SfaceEmbedder {
         if crops.is_empty() {
             return Err(OnnxError::Run { role: "embedder", reason: "empty batch".into() });
         }
-        let input = crops_to_tensor(crops);
+        self.embed_tensor(crops_to_tensor(crops).view()).map(|(vectors, _)| vectors)
+    }
+}
+
+impl SfaceEmbedder {
+    /// Embeds an N×3×112×112 tensor in one call; also returns the time spent in ONNX Runtime
+    /// alone (what the model floor of `scripts/bench` adds up).
+    pub fn embed_tensor(&mut self, input: ArrayView4<f32>) -> Result<(Vec<Vec<f32>>, Duration), OnnxError> {
+        let n = input.shape()[0];
         let run_err = |e: ort::Error| OnnxError::Run { role: "embedder", reason: e.to_string() };
-        let tensor = TensorRef::from_array_view(input.view()).map_err(run_err)?;
+        let tensor = TensorRef::from_array_view(input).map_err(run_err)?;
+        let start = Instant::now();
         let outputs = self.session.run(ort::inputs![INPUT => tensor]).map_err(run_err)?;
+        let took = start.elapsed();
         let (_, data) = outputs[OUTPUT].try_extract_tensor::<f32>().map_err(run_err)?;
-        if data.len() != crops.len() * self.dim {
-            return Err(OnnxError::Run {
-                role: "embedder",
-                reason: format!("expected {}×{} values, got {}", crops.len(), self.dim, data.len()),
-            });
+        if data.len() != n * self.dim {
+            return Err(OnnxError::Run { role: "embedder", reason: format!("expected {}×{} values, got {}", n, self.dim, data.len()) });
         }
-        Ok(data
+        let vectors = data
             .chunks_exact(self.dim)
             .map(|row| {
                 let mut v = row.to_vec();
                 l2_normalize(&mut v);
                 v
             })
-            .collect())
+            .collect();
+        Ok((vectors, took))
     }
 }
 

@@ -47,6 +47,8 @@ impl Serialize for StageStats {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Timings {
     pub decode: StageStats,
+    /// Letterboxing each sampled frame into the detector input (on the decode thread).
+    pub prepare: StageStats,
     pub detect: StageStats,
     pub align: StageStats,
     pub embed: StageStats,
@@ -90,13 +92,29 @@ pub struct InputFacts {
     pub video: VideoInfo,
 }
 
-/// How the `--threads` budget was spent.
+/// How the `--threads` budget was spent: FFmpeg decodes with `decode` threads; each ONNX model
+/// runs with `onnx` intra-op threads while nothing else is busy, and with `onnx_while_decoding`
+/// while the decode stage holds its share (0: inference waits for it), so busy threads never
+/// exceed `budget`.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]
 pub struct ThreadSplit {
     pub budget: usize,
     pub decode: usize,
-    pub detector_intra_op: usize,
-    pub embedder_intra_op: usize,
+    pub onnx: usize,
+    pub onnx_while_decoding: usize,
+}
+
+impl ThreadSplit {
+    /// Decoding takes a quarter of the budget (at least one thread) beside inference, or all of
+    /// it when no model runs.
+    pub fn plan(budget: usize, models: bool) -> Self {
+        let budget = budget.max(1);
+        if !models {
+            return Self { budget, decode: budget, onnx: 0, onnx_while_decoding: 0 };
+        }
+        let decode = (budget / 4).max(1);
+        Self { budget, decode, onnx: budget, onnx_while_decoding: budget - decode }
+    }
 }
 
 /// How embedder calls were sized.
@@ -142,6 +160,23 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::ThreadSplit;
+
+    #[test]
+    fn split_never_exceeds_the_budget() {
+        for budget in 1..=16 {
+            let s = ThreadSplit::plan(budget, true);
+            assert!(s.decode >= 1 && s.onnx == budget);
+            assert!(s.decode + s.onnx_while_decoding <= budget, "{s:?}");
+            assert_eq!(ThreadSplit::plan(budget, false).decode, budget);
+        }
+        assert_eq!(ThreadSplit::plan(2, true), ThreadSplit { budget: 2, decode: 1, onnx: 2, onnx_while_decoding: 1 });
+        assert_eq!(ThreadSplit::plan(8, true).decode, 2);
+    }
 }
 
 #[cfg(test)]

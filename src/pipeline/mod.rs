@@ -12,6 +12,7 @@
 //! A [`CpuBudget`] of `--threads` permits keeps the busy threads of the process within the cap.
 
 mod budget;
+mod floor;
 mod progress;
 mod seeds;
 mod sink;
@@ -30,7 +31,7 @@ use crate::align::align_face;
 use crate::align::quality::{landmarks_outside, laplacian_variance, yaw_degrees};
 use crate::config::{ConfigError, HarvestConfig, Mode};
 use crate::detect;
-use crate::embed::sface::SfaceEmbedder;
+use crate::embed::sface::{crops_to_tensor, SfaceEmbedder};
 use crate::embed::batching::{max_crops_for, Packer, Part};
 use crate::embed::Embedder;
 use crate::onnx::{self, OnnxError};
@@ -40,6 +41,8 @@ use crate::track::cuts::CutDetector;
 use crate::types::{Detection, FaceQuality, RgbImage, SkipReason};
 use crate::video::{DecodeIssue, VideoDecoder, VideoError};
 pub use budget::CpuBudget;
+pub use floor::{floor, Floor};
+use budget::Burst;
 use progress::{bar_line, eta, RateWindow};
 pub use seeds::{identify, IdentifySummary};
 use sink::{context_crop, round_t, Sink};
@@ -84,12 +87,14 @@ pub struct HarvestSummary {
     pub decode_issues: usize,
 }
 
-/// A sampled frame on its way to inference.
+/// A sampled frame on its way to inference, with its pixels and detector input when a
+/// detector runs.
 struct SampledFrame {
     idx: u64,
     t: f64,
     shot: u64,
-    image: RgbImage,
+    image: Option<RgbImage>,
+    input: Option<detect::DetectorInput>,
 }
 
 /// One face after the gates: measured, aligned when possible, embedded when it passed.
@@ -148,12 +153,7 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
 
 fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant) -> Result<HarvestSummary, HarvestError> {
     let started_at = output::now_rfc3339();
-    let split = ThreadSplit {
-        budget: cfg.threads,
-        decode: cfg.threads,
-        detector_intra_op: cfg.threads,
-        embedder_intra_op: cfg.threads,
-    };
+    let split = ThreadSplit::plan(cfg.threads, cfg.settings.run.mode != Mode::DecodeOnly);
     let runtime = onnx::init_runtime(&cfg.ort_lib)?;
     let decoder = VideoDecoder::open(&cfg.input, split.decode, cfg.settings.sampling.stride)?;
     let run = run(cfg, decoder, split, start)?;
@@ -194,72 +194,65 @@ struct RunResult {
     last_progress: Progress,
 }
 
-fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start: Instant) -> Result<RunResult, HarvestError> {
+fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: Instant) -> Result<RunResult, HarvestError> {
     let video = decoder.info().clone();
     let mode = cfg.settings.run.mode;
     let detect = &cfg.settings.detect;
-    let mut detector = match mode {
+    let shared_threads = split.onnx_while_decoding.max(1);
+    let mut detectors = match mode {
         Mode::DecodeOnly => None,
-        _ => Some(detect::load(&cfg.detector, split.detector_intra_op, detect.clone(), detect.family)?),
+        _ => Some(Shares::load(split.onnx, shared_threads, |n| detect::load(&cfg.detector, n, detect.clone(), detect.family))?),
     };
-    let mut embedder = match mode {
-        Mode::Full => Some(SfaceEmbedder::load(&cfg.embedder, split.embedder_intra_op)?),
+    let mut embedders = match mode {
+        Mode::Full => Some(Shares::load(split.onnx, shared_threads, |n| SfaceEmbedder::load(&cfg.embedder, n))?),
         _ => None,
     };
     let mut models = BTreeMap::new();
-    let loaded = [("detector", &cfg.detector, detector.is_some()), ("embedder", &cfg.embedder, embedder.is_some())];
+    let loaded = [("detector", &cfg.detector, detectors.is_some()), ("embedder", &cfg.embedder, embedders.is_some())];
     for (role, path, _) in loaded.into_iter().filter(|m| m.2) {
         let file = ModelFile::hash(path).map_err(|source| HarvestError::ModelRead { path: path.clone(), source })?;
         models.insert(role, file);
     }
-    let gallery = match (&cfg.seeds, detector.as_mut(), embedder.as_mut()) {
-        (Some(dir), Some(d), Some(e)) => Some(seeds::build_gallery(dir, d.as_mut(), e, &cfg.settings.quality)?),
+    let gallery = match (&cfg.seeds, detectors.as_mut(), embedders.as_mut()) {
+        (Some(dir), Some(d), Some(e)) => Some(seeds::build_gallery(dir, d.full.as_mut(), &mut e.full, &cfg.settings.quality)?),
         _ => None,
     };
-    let mut writer = RunWriter::create(&cfg.out_dir, embedder.as_ref().map_or(0, |e| e.dim()))?;
+    let mut writer = RunWriter::create(&cfg.out_dir, embedders.as_ref().map_or(0, |e| e.full.dim()))?;
     let batching = EmbedBatching::plan(&cfg.settings.embed);
     let crops = CropsDir::create(&cfg.out_dir)?;
 
     let budget = Arc::new(CpuBudget::new(cfg.threads));
     let shared = Arc::new(Shared { decoded: AtomicU64::new(0), sampled: AtomicU64::new(0) });
-    let (frame_tx, frame_rx) = bounded::<DecodeMsg>(CHANNEL_DEPTH);
+    // A rendezvous: one chunk is decoded while the previous one is inferred, no more.
+    let (frame_tx, frame_rx) = bounded::<Vec<DecodeMsg>>(0);
     let (face_tx, face_rx) = bounded::<EmbeddedFrame>(CHANNEL_DEPTH);
 
     let cut_params = cfg.settings.cuts.clone();
+    let plan = detectors.as_ref().map(|d| d.full.input_plan());
+    let mut decoder = match plan {
+        // The decoder scales each sampled frame for the detector as it converts it.
+        Some(plan) => decoder.with_scaled(Box::new(move |w, h| plan.content_size(w, h))),
+        None => decoder.without_images(),
+    };
     let decode_handle = {
         let (budget, shared) = (budget.clone(), shared.clone());
         thread::Builder::new()
             .name("decode".into())
-            .spawn(move || -> Result<(StageStats, Vec<ShotRecord>), VideoError> {
-                let mut stats = StageStats::default();
+            .spawn(move || -> Result<DecodeStats, VideoError> {
+                let mut stats = DecodeStats::default();
                 let mut cuts = CutDetector::new(cut_params.threshold as f32, cut_params.min_shot);
-                let mut shots: Vec<ShotRecord> = Vec::new();
                 loop {
-                    let (next, took) = budget.timed(split.decode, || decoder.next_frame());
-                    let next = next?;
-                    for issue in decoder.take_issues() {
-                        if frame_tx.send(DecodeMsg::Issue(issue)).is_err() {
-                            return Ok((stats, shots));
-                        }
+                    // One burst under the decode share: the next chunk of sampled frames, each
+                    // letterboxed for the detector here, so inference only runs models.
+                    let (chunk, ended) = budget.run_burst(split.decode, |burst| {
+                        decode_chunk(&mut decoder, &mut cuts, plan.as_ref(), &mut stats, &shared, burst)
+                    });
+                    let ended = ended?;
+                    if !chunk.is_empty() && frame_tx.send(chunk).is_err() {
+                        return Ok(stats);
                     }
-                    let Some(frame) = next else { return Ok((stats, shots)) };
-                    stats.add(took);
-                    shared.decoded.fetch_add(1, Ordering::Relaxed);
-                    let (_, cut) = cuts.push(frame.idx, &frame.thumb);
-                    let t = round_t(frame.t);
-                    match shots.last_mut() {
-                        Some(last) if !cut => {
-                            last.end_frame = frame.idx;
-                            last.t_end = t;
-                        }
-                        _ => shots.push(ShotRecord { shot: shots.len() as u64, start_frame: frame.idx, end_frame: frame.idx, t_start: t, t_end: t }),
-                    }
-                    let shot = shots.len() as u64 - 1;
-                    if let Some(image) = frame.image {
-                        shared.sampled.fetch_add(1, Ordering::Relaxed);
-                        if frame_tx.send(DecodeMsg::Frame(SampledFrame { idx: frame.idx, t: frame.t, shot, image })).is_err() {
-                            return Ok((stats, shots));
-                        }
+                    if ended {
+                        return Ok(stats);
                     }
                 }
             })
@@ -276,7 +269,7 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
             .name("infer".into())
             .spawn(move || -> Result<InferStats, OnnxError> {
                 let mut stats = InferStats::default();
-                for msg in frame_rx {
+                for msg in frame_rx.into_iter().flatten() {
                     let frame = match msg {
                         DecodeMsg::Frame(f) => f,
                         DecodeMsg::Issue(issue) => {
@@ -284,25 +277,23 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
                             continue;
                         }
                     };
-                    let dets = match detector.as_mut() {
-                        Some(d) => {
-                            let (dets, took) = budget.timed(split.detector_intra_op, || d.detect(&frame.image));
+                    let faces = match (detectors.as_mut(), &frame.input, &frame.image) {
+                        (Some(d), Some(input), Some(image)) => {
+                            let (dets, took) = d.run(&budget, |d| d.detect_prepared(input))?;
                             stats.timings.detect.add(took);
-                            dets?
+                            budget.run(1, || {
+                                let t1 = Instant::now();
+                                let faces: Vec<FaceOut> = dets.into_iter().map(|det| assess(image, det, &gates)).collect();
+                                stats.timings.align.add(t1.elapsed());
+                                faces
+                            })
                         }
-                        None => Vec::new(),
+                        _ => Vec::new(),
                     };
-                    let mut faces = Vec::new();
-                    for det in dets {
-                        let t1 = Instant::now();
-                        let face = assess(&frame.image, det, &gates);
-                        stats.timings.align.add(t1.elapsed());
-                        if face.skip == Some(SkipReason::AlignFailed) {
-                            stats.align_failures.push(frame.idx);
-                        }
-                        faces.push(face);
+                    if faces.iter().any(|f| f.skip == Some(SkipReason::AlignFailed)) {
+                        stats.align_failures.push(frame.idx);
                     }
-                    let passed: Vec<usize> = match embedder {
+                    let passed: Vec<usize> = match embedders {
                         Some(_) => (0..faces.len()).filter(|&i| faces[i].skip.is_none()).collect(),
                         None => Vec::new(),
                     };
@@ -314,14 +305,14 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
                     let waiting_frame = EmbeddedFrame { idx: frame.idx, t: frame.t, shot: frame.shot, faces, embed_calls: 0 };
                     waiting.push_back(Waiting { remaining: passed.len(), passed, frame: waiting_frame });
                     for call in calls {
-                        run_call(&call, &mut waiting, embedder.as_mut(), &budget, split.embedder_intra_op, &mut stats)?;
+                        run_call(&call, &mut waiting, embedders.as_mut(), &budget, &mut stats)?;
                     }
                     if !send_ready(&mut waiting, &face_tx) {
                         return Ok(stats);
                     }
                 }
                 if let Some(call) = packer.flush() {
-                    run_call(&call, &mut waiting, embedder.as_mut(), &budget, split.embedder_intra_op, &mut stats)?;
+                    run_call(&call, &mut waiting, embedders.as_mut(), &budget, &mut stats)?;
                 }
                 send_ready(&mut waiting, &face_tx);
                 stats.frames_split = packer.split_frames();
@@ -334,9 +325,10 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
     let written = write_stage(cfg, &video, sink, face_rx, &shared, start);
     // Root cause first: a decoder error explains an empty or short run better than anything
     // downstream; an inference error explains a writer that saw the channel close.
-    let (decode_stats, shots) = decode_handle.join().map_err(|_| HarvestError::Panicked { stage: "decode" })??;
+    let decoded = decode_handle.join().map_err(|_| HarvestError::Panicked { stage: "decode" })??;
     let infer = infer_handle.join().map_err(|_| HarvestError::Panicked { stage: "infer" })??;
     let (sink::Finished { mut counts, tracks, track_rows }, write_stats, last_progress) = written?;
+    let shots = decoded.shots;
 
     let mut issues = Vec::new();
     for issue in &infer.issues {
@@ -367,8 +359,102 @@ fn run(cfg: &HarvestConfig, mut decoder: VideoDecoder, split: ThreadSplit, start
     output::write_jsonl_atomic(&cfg.out_dir.join(output::TRACKS), &tracks)?;
     output::write_npy_atomic(&cfg.out_dir.join(output::TRACK_EMBEDDINGS), &track_rows, writer.dim())?;
     writer.finish()?;
-    let timings = Timings { decode: decode_stats, detect: infer.timings.detect, align: infer.timings.align, embed: infer.timings.embed, write: write_stats };
+    let timings = Timings {
+        decode: decoded.decode,
+        prepare: decoded.prepare,
+        detect: infer.timings.detect,
+        align: infer.timings.align,
+        embed: infer.timings.embed,
+        write: write_stats,
+    };
     Ok(RunResult { batching, video, models, counts, timings, issues, last_progress })
+}
+
+/// Sampled frames per decode burst, softly: past it, the burst ends as soon as inference waits
+/// for the decode share (at a frame boundary), and at twice this in any case (memory bound).
+const CHUNK: usize = 8;
+
+#[derive(Default)]
+struct DecodeStats {
+    decode: StageStats,
+    prepare: StageStats,
+    shots: Vec<ShotRecord>,
+}
+
+/// Decodes one burst of frames (see [`CHUNK`]), following shots and preparing detector inputs
+/// of the sampled ones. Returns the chunk and whether the stream has ended.
+fn decode_chunk(
+    decoder: &mut VideoDecoder,
+    cuts: &mut CutDetector,
+    plan: Option<&detect::InputPlan>,
+    stats: &mut DecodeStats,
+    shared: &Shared,
+    burst: &Burst,
+) -> (Vec<DecodeMsg>, Result<bool, VideoError>) {
+    let mut chunk = Vec::with_capacity(2 * CHUNK);
+    let mut sampled = 0;
+    while sampled < 2 * CHUNK && !(sampled >= CHUNK && burst.someone_waits()) {
+        let t0 = Instant::now();
+        let next = match decoder.next_frame() {
+            Ok(next) => next,
+            Err(e) => return (chunk, Err(e)),
+        };
+        chunk.extend(decoder.take_issues().into_iter().map(DecodeMsg::Issue));
+        let Some(frame) = next else { return (chunk, Ok(true)) };
+        stats.decode.add(t0.elapsed());
+        shared.decoded.fetch_add(1, Ordering::Relaxed);
+        let (_, cut) = cuts.push(frame.idx, &frame.thumb);
+        let t = round_t(frame.t);
+        match stats.shots.last_mut() {
+            Some(last) if !cut => {
+                last.end_frame = frame.idx;
+                last.t_end = t;
+            }
+            _ => stats.shots.push(ShotRecord { shot: stats.shots.len() as u64, start_frame: frame.idx, end_frame: frame.idx, t_start: t, t_end: t }),
+        }
+        let shot = stats.shots.len() as u64 - 1;
+        if frame.sampled {
+            shared.sampled.fetch_add(1, Ordering::Relaxed);
+            let t1 = Instant::now();
+            let image = frame.image;
+            let input = match (plan, &image, &frame.scaled) {
+                (Some(p), Some(full), Some(scaled)) => Some(p.prepare_scaled(scaled, full.width as u32, full.height as u32)),
+                _ => None,
+            };
+            if input.is_some() {
+                stats.prepare.add(t1.elapsed());
+            }
+            chunk.push(DecodeMsg::Frame(SampledFrame { idx: frame.idx, t: frame.t, shot, image, input }));
+            sampled += 1;
+            if sampled == CHUNK {
+                burst.past_soft_length();
+            }
+        }
+    }
+    (chunk, Ok(false))
+}
+
+/// One model loaded at two thread counts: `full` runs alone on the whole budget, `shared` beside
+/// a decode burst on what it leaves. Identical weights and kernels give identical outputs.
+struct Shares<T> {
+    full: T,
+    shared: Option<T>,
+    threads: (usize, usize),
+}
+
+impl<T> Shares<T> {
+    fn load<E>(full: usize, shared: usize, load: impl Fn(usize) -> Result<T, E>) -> Result<Self, E> {
+        Ok(Self { full: load(full)?, shared: if shared < full { Some(load(shared)?) } else { None }, threads: (full, shared) })
+    }
+
+    /// Runs `work` on whichever session fits the permits free now.
+    fn run<R>(&mut self, budget: &CpuBudget, work: impl FnOnce(&mut T) -> R) -> R {
+        let (full, shared) = self.threads;
+        budget.run_flexible(full, shared, |n| match self.shared.as_mut() {
+            Some(s) if n < full => work(s),
+            _ => work(&mut self.full),
+        })
+    }
 }
 
 #[derive(Default)]
@@ -412,12 +498,11 @@ struct Waiting {
 fn run_call(
     call: &[Part],
     waiting: &mut VecDeque<Waiting>,
-    embedder: Option<&mut SfaceEmbedder>,
+    embedders: Option<&mut Shares<SfaceEmbedder>>,
     budget: &CpuBudget,
-    threads: usize,
     stats: &mut InferStats,
 ) -> Result<(), OnnxError> {
-    let Some(embedder) = embedder else { return Ok(()) };
+    let Some(embedders) = embedders else { return Ok(()) };
     let find = |w: &VecDeque<Waiting>, frame: u64| w.iter().position(|x| x.frame.idx == frame);
     let mut slots = Vec::new();
     for part in call {
@@ -425,9 +510,10 @@ fn run_call(
         slots.extend(waiting[at].passed[part.start..part.start + part.len].iter().map(|&face| (at, face)));
     }
     let crops: Vec<&RgbImage> = slots.iter().filter_map(|&(at, face)| waiting[at].frame.faces[face].aligned.as_ref()).collect();
-    let (vectors, took) = budget.timed(threads, || embedder.embed(&crops));
+    let tensor = crops_to_tensor(&crops);
+    let (vectors, took) = embedders.run(budget, |e| e.embed_tensor(tensor.view()))?;
     stats.timings.embed.add(took);
-    for ((at, face), v) in slots.into_iter().zip(vectors?) {
+    for ((at, face), v) in slots.into_iter().zip(vectors) {
         waiting[at].frame.faces[face].embedding = Some(v);
         waiting[at].remaining -= 1;
     }
