@@ -12,6 +12,7 @@ pub mod config;
 pub mod detect;
 pub mod embed;
 pub mod identify;
+pub mod interrupt;
 pub mod onnx;
 pub mod output;
 pub mod pipeline;

@@ -1,34 +1,48 @@
 //! Thin entry point: parse flags, validate them into a config, run, map the outcome to an exit
-//! code — 0 done, 1 done but some input could not be decoded, 2 fatal (one line on stderr).
+//! code — 0 done, 1 done but some input could not be decoded, 2 fatal (one line on stderr),
+//! 130 stopped by Ctrl-C/SIGTERM after publishing what it had.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use episode_run::cli::{Cli, Command};
 use episode_run::config::{FloorConfig, HarvestConfig, IdentifyConfig};
+use episode_run::interrupt;
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Harvest(args) => {
-            let result = HarvestConfig::from_args(&args)
-                .map_err(anyhow::Error::from)
-                .and_then(|cfg| episode_run::harvest(&cfg).map_err(anyhow::Error::from));
-            match result {
+            interrupt::install();
+            let cfg = match HarvestConfig::from_args(&args) {
+                Ok(cfg) => cfg,
+                Err(e) => return fatal(e.into()),
+            };
+            match episode_run::harvest(&cfg) {
                 Ok(summary) => {
                     let c = &summary.counts;
-                    let skipped: u64 = c.faces_skipped.values().sum();
-                    eprintln!(
-                        "harvested {} frames ({} sampled, {} shots): {} faces in {} tracks, {} embedded, {} skipped, {} embed calls in {:.1} s",
-                        c.frames_decoded, c.frames_sampled, c.shots, c.faces_detected, c.tracks, c.faces_embedded, skipped, c.embed_calls, summary.wall_s
-                    );
+                    if !cfg.quiet {
+                        let skipped: u64 = c.faces_skipped.values().sum();
+                        eprintln!(
+                            "harvested {} frames ({} sampled, {} shots): {} faces in {} tracks, {} embedded, {} skipped, {} embed calls in {:.1} s",
+                            c.frames_decoded, c.frames_sampled, c.shots, c.faces_detected, c.tracks, c.faces_embedded, skipped, c.embed_calls, summary.wall_s
+                        );
+                    }
                     println!("{}", summary.out_dir.display());
-                    if summary.decode_issues > 0 {
-                        eprintln!("warning: {} part(s) of the input could not be decoded; see manifest.json", summary.decode_issues);
+                    if summary.interrupted {
+                        eprintln!(
+                            "interrupted: stopped after {} frames; {} holds everything harvested up to there (re-run to harvest the whole input)",
+                            c.frames_decoded,
+                            summary.out_dir.display()
+                        );
+                        return ExitCode::from(130);
+                    }
+                    if let Some(problem) = summary.problem {
+                        eprintln!("warning: {problem}");
                         return ExitCode::from(1);
                     }
                     ExitCode::SUCCESS
                 }
-                Err(e) => fatal(e),
+                Err(e) => fatal(e.into()),
             }
         }
         Command::Identify(args) => {

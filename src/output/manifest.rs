@@ -138,6 +138,8 @@ pub struct Manifest {
     pub onnxruntime: RuntimeInfo,
     pub threads: ThreadSplit,
     pub embed_batching: EmbedBatching,
+    /// `done`, `done_with_errors` (decode problems, see `decode_issues`) or `interrupted`.
+    pub status: &'static str,
     pub started_at: String,
     pub finished_at: String,
     pub wall_s: f64,

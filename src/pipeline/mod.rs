@@ -49,8 +49,8 @@ use sink::{context_crop, round_t, Sink};
 
 /// Frames in flight between two stages.
 const CHANNEL_DEPTH: usize = 4;
-/// Decode problems printed one by one before they are only counted.
-const MAX_LOGGED_ISSUES: usize = 20;
+/// Decode problems listed in the manifest before they are only counted.
+const MAX_LISTED_ISSUES: usize = 20;
 
 /// A harvest that could not complete. Every variant is fatal (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +83,11 @@ pub struct HarvestSummary {
     pub out_dir: PathBuf,
     pub counts: Counts,
     pub wall_s: f64,
-    /// Decode problems the run went past (frames lost or input ended early): exit 1, not 0.
-    pub decode_issues: usize,
+    /// What was lost, in one line, when decoding went past problems (frames lost, or the input
+    /// ended early): exit 1, not 0.
+    pub problem: Option<String>,
+    /// The run stopped early on SIGINT/SIGTERM; its outputs hold every frame up to that point.
+    pub interrupted: bool,
 }
 
 /// A sampled frame on its way to inference, with its pixels and detector input when a
@@ -176,15 +179,30 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant) -> Result<HarvestSu
         wall_s: start.elapsed().as_secs_f64(),
         counts: run.counts.clone(),
         timings: run.timings,
-        decode_issues: run.issues.iter().take(MAX_LOGGED_ISSUES).cloned().collect(),
+        status: run.status,
+        decode_issues: run.issues.iter().take(MAX_LISTED_ISSUES).cloned().collect(),
     };
     output::write_json_atomic(&cfg.out_dir.join(output::MANIFEST), &manifest)?;
-    let done = Progress { status: "done", eta_s: Some(0.0), updated_at: output::now_rfc3339(), ..run.last_progress };
+    let done = Progress { status: run.status, eta_s: Some(0.0), updated_at: output::now_rfc3339(), ..run.last_progress };
     output::write_json_atomic(&cfg.out_dir.join(output::PROGRESS), &done)?;
-    Ok(HarvestSummary { out_dir: cfg.out_dir.clone(), counts: run.counts, wall_s: manifest.wall_s, decode_issues: run.issues.len() })
+    let problem = problem_line(&cfg.input, &run.issues, &run.counts);
+    Ok(HarvestSummary { out_dir: cfg.out_dir.clone(), counts: run.counts, wall_s: manifest.wall_s, problem, interrupted: run.status == "interrupted" })
+}
+
+/// One line for everything decoding went past, or `None` when nothing was lost.
+fn problem_line(input: &std::path::Path, issues: &[String], counts: &Counts) -> Option<String> {
+    // A cut-off input is the news; the broken last packet that came with it is a detail.
+    let first = issues.iter().find(|i| i.contains("ended early")).or(issues.first())?;
+    let more = match issues.len() {
+        1 => String::new(),
+        n => format!(" and {} more problem(s)", n - 1),
+    };
+    Some(format!("{}: {first}{more}; harvested the {} frames that decoded, see manifest.json", input.display(), counts.frames_decoded))
 }
 
 struct RunResult {
+    /// `done`, `done_with_errors` or `interrupted`.
+    status: &'static str,
     batching: EmbedBatching,
     video: crate::video::VideoInfo,
     models: BTreeMap<&'static str, ModelFile>,
@@ -290,9 +308,6 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
                         }
                         _ => Vec::new(),
                     };
-                    if faces.iter().any(|f| f.skip == Some(SkipReason::AlignFailed)) {
-                        stats.align_failures.push(frame.idx);
-                    }
                     let passed: Vec<usize> = match embedders {
                         Some(_) => (0..faces.len()).filter(|&i| faces[i].skip.is_none()).collect(),
                         None => Vec::new(),
@@ -339,19 +354,13 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
             }
             DecodeIssue::EndedEarly { after_frame, reason } => format!("input ended early after frame {after_frame}: {reason}"),
         };
-        if issues.len() < MAX_LOGGED_ISSUES {
-            eprintln!("warning: {}: {line}", cfg.input.display());
-        }
         issues.push(line);
-    }
-    for frame in infer.align_failures.iter().take(MAX_LOGGED_ISSUES) {
-        eprintln!("warning: {}: a face in frame {frame} could not be aligned (degenerate landmarks)", cfg.input.display());
     }
     counts.frames_decoded = shared.decoded.load(Ordering::Relaxed);
     counts.frames_sampled = shared.sampled.load(Ordering::Relaxed);
     counts.shots = shots.len() as u64;
     counts.frames_split_for_memory = infer.frames_split;
-    if counts.frames_decoded == 0 {
+    if counts.frames_decoded == 0 && !decoded.interrupted {
         return Err(HarvestError::NoFrames { path: cfg.input.clone() });
     }
     crops.publish()?;
@@ -367,7 +376,12 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
         embed: infer.timings.embed,
         write: write_stats,
     };
-    Ok(RunResult { batching, video, models, counts, timings, issues, last_progress })
+    let status = match (decoded.interrupted, issues.is_empty()) {
+        (true, _) => "interrupted",
+        (false, true) => "done",
+        (false, false) => "done_with_errors",
+    };
+    Ok(RunResult { status, batching, video, models, counts, timings, issues, last_progress })
 }
 
 /// Sampled frames per decode burst, softly: past it, the burst ends as soon as inference waits
@@ -376,6 +390,8 @@ const CHUNK: usize = 8;
 
 #[derive(Default)]
 struct DecodeStats {
+    /// Stopped early because a signal asked to.
+    interrupted: bool,
     decode: StageStats,
     prepare: StageStats,
     shots: Vec<ShotRecord>,
@@ -394,6 +410,10 @@ fn decode_chunk(
     let mut chunk = Vec::with_capacity(2 * CHUNK);
     let mut sampled = 0;
     while sampled < 2 * CHUNK && !(sampled >= CHUNK && burst.someone_waits()) {
+        if crate::interrupt::requested().is_some() {
+            stats.interrupted = true;
+            return (chunk, Ok(true));
+        }
         let t0 = Instant::now();
         let next = match decoder.next_frame() {
             Ok(next) => next,
@@ -461,7 +481,6 @@ impl<T> Shares<T> {
 struct InferStats {
     timings: Timings,
     issues: Vec<DecodeIssue>,
-    align_failures: Vec<u64>,
     frames_split: u64,
 }
 

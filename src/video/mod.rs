@@ -108,6 +108,10 @@ pub struct VideoDecoder {
     next_idx: u64,
     last_t: Option<f64>,
     eof_sent: bool,
+    ended: bool,
+    /// Where the latest issue happened: one mid-stream explains a short frame count; one at the
+    /// very end is what a cut-off file looks like.
+    last_issue_at: Option<u64>,
     issues: Vec<DecodeIssue>,
 }
 
@@ -165,6 +169,8 @@ impl VideoDecoder {
             next_idx: 0,
             last_t: None,
             eof_sent: false,
+            ended: false,
+            last_issue_at: None,
             issues: Vec::new(),
         })
     }
@@ -196,21 +202,40 @@ impl VideoDecoder {
         loop {
             match self.decoder.receive_frame(&mut self.frame) {
                 Ok(()) => return self.emit().map(Some),
-                Err(ffmpeg::Error::Eof) => return Ok(None),
+                Err(ffmpeg::Error::Eof) => return Ok(self.end()),
                 Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {}
                 Err(e) => {
                     // A broken frame inside the decoder: note it and keep pulling.
-                    self.issues.push(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: e.to_string() });
+                    self.issue(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: e.to_string() });
                     if self.eof_sent {
-                        return Ok(None);
+                        return Ok(self.end());
                     }
                 }
             }
             if self.eof_sent {
-                return Ok(None);
+                return Ok(self.end());
             }
             self.feed()?;
         }
+    }
+
+    fn issue(&mut self, issue: DecodeIssue) {
+        self.last_issue_at = Some(self.next_idx);
+        self.issues.push(issue);
+    }
+
+    /// The end of the stream. A stream that stops short of the frame count its container lists,
+    /// with no damage before its last frame, was cut off: a truncated file whose index survived
+    /// (moov first) reads to EOF with at most a broken last packet, so this is the clear sign.
+    fn end(&mut self) -> Option<DecodedFrame> {
+        let at_the_end = self.last_issue_at.is_none_or(|at| at == self.next_idx);
+        if !std::mem::replace(&mut self.ended, true) && at_the_end {
+            if let Some(total) = self.info.frames_total.filter(|&t| self.next_idx < t) {
+                let reason = format!("the container lists {total} frames, the data holds {}", self.next_idx);
+                self.issues.push(DecodeIssue::EndedEarly { after_frame: self.next_idx, reason });
+            }
+        }
+        None
     }
 
     /// Reads packets until one of our stream is accepted by the decoder, or signals the end.
@@ -226,17 +251,17 @@ impl VideoDecoder {
                         Ok(()) => return Ok(()),
                         Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => return Ok(()),
                         Err(e) => {
-                            self.issues.push(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: e.to_string() })
+                            self.issue(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: e.to_string() })
                         }
                     }
                 }
                 // The demuxer resyncs past a corrupt packet.
                 Err(ffmpeg::Error::InvalidData) => {
-                    self.issues.push(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: "invalid data in the container".into() })
+                    self.issue(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: "invalid data in the container".into() })
                 }
                 Err(e) => {
                     if e != ffmpeg::Error::Eof {
-                        self.issues.push(DecodeIssue::EndedEarly { after_frame: self.next_idx, reason: e.to_string() });
+                        self.issue(DecodeIssue::EndedEarly { after_frame: self.next_idx, reason: e.to_string() });
                     }
                     self.eof_sent = true;
                     // Flushing an open decoder cannot fail in a way we could act on.
