@@ -78,7 +78,7 @@ def main():
         out = work / name
         start = time.perf_counter()
         subprocess.run([str(binary), "harvest", video, "--stride", "1", "--threads", str(threads), "--det-model", scrfd_path,
-                        "--embed-model", sface_path, "--out", str(out), "--quiet", *extra], check=True, stdout=subprocess.DEVNULL)
+                        "--embed-model", sface_path, "--out", str(out), "--quiet", "--force", *extra], check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
         counts = json.loads((out / "manifest.json").read_text())["counts"]
         runs[name] = {"s": round(wall, 2), "faces": counts["faces_detected"], "embedded": counts["faces_embedded"],

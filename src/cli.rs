@@ -84,7 +84,10 @@ pub struct HarvestArgs {
     /// Decode and sample every frame with no model at all: measures the decode floor.
     #[arg(long)]
     pub decode_only: bool,
-    /// No progress bar on stderr.
+    /// Harvest even if the out dir holds this run completed, or replace a run of something else.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bar or summary on stderr (warnings and errors still print).
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -132,6 +135,12 @@ mod tests {
             Command::Harvest(h) => h,
             _ => unreachable!("harvest was parsed"),
         }
+    }
+
+    #[test]
+    fn force() {
+        assert!(harvest(&["--force"]).force);
+        assert!(!harvest(&[]).force);
     }
 
     #[test]

@@ -255,6 +255,8 @@ pub struct HarvestConfig {
     pub quiet: bool,
     /// Cast photos to name faces and tracks after (`--seeds`).
     pub seeds: Option<PathBuf>,
+    /// Harvest even when the out dir holds this run completed, or replace a different run.
+    pub force: bool,
 }
 
 impl HarvestConfig {
@@ -305,6 +307,7 @@ impl HarvestConfig {
             ort_lib,
             quiet: args.quiet,
             seeds: args.seeds.clone(),
+            force: args.force,
         })
     }
 

@@ -18,6 +18,11 @@ fn main() -> ExitCode {
                 Err(e) => return fatal(e.into()),
             };
             match episode_run::harvest(&cfg) {
+                Ok(summary) if summary.already_harvested => {
+                    eprintln!("already harvested: {} holds this run of {} completed (--force re-runs it)", summary.out_dir.display(), cfg.input.display());
+                    println!("{}", summary.out_dir.display());
+                    ExitCode::SUCCESS
+                }
                 Ok(summary) => {
                     let c = &summary.counts;
                     if !cfg.quiet {

@@ -158,8 +158,9 @@ fn a_failed_run_leaves_an_earlier_runs_outputs_in_place() {
     let before = (std::fs::read(out.join("faces.jsonl")).unwrap(), std::fs::read(out.join("embeddings.npy")).unwrap());
     let garbage = tmp.path().join("garbage.mp4");
     std::fs::write(&garbage, vec![0x42u8; 4096]).unwrap();
-    let (code, lines) = run(&garbage, &out, &[]);
+    let (code, lines) = run(&garbage, &out, &["--force"]);
     assert_eq!((code, lines.len()), (Some(2), 1), "{lines:?}");
+    assert!(lines[0].contains("garbage.mp4"), "the input's own error, not the out-dir check: {lines:?}");
     let after = (std::fs::read(out.join("faces.jsonl")).unwrap(), std::fs::read(out.join("embeddings.npy")).unwrap());
     assert!(before == after, "the earlier run's outputs were changed");
 }

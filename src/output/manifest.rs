@@ -89,6 +89,9 @@ impl ModelFile {
 pub struct InputFacts {
     pub path: PathBuf,
     pub size_bytes: u64,
+    pub mtime_ns: u64,
+    /// BLAKE3 of the file, from the bytes read for decoding; absent for an interrupted run.
+    pub blake3: Option<String>,
     pub video: VideoInfo,
 }
 
@@ -133,6 +136,8 @@ pub struct Manifest {
     pub version: &'static str,
     pub git_commit: &'static str,
     pub config: serde_json::Value,
+    /// `--seeds`, when given.
+    pub seeds: Option<PathBuf>,
     pub input: InputFacts,
     pub models: BTreeMap<&'static str, ModelFile>,
     pub onnxruntime: RuntimeInfo,
@@ -147,6 +152,11 @@ pub struct Manifest {
     pub timings: Timings,
     /// Decoding problems the run went past, first ones only.
     pub decode_issues: Vec<String>,
+}
+
+/// Modification time in nanoseconds since the epoch (0 when the filesystem has none).
+pub fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
+    meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Lower-case hex SHA-256 of a file, read in 1 MiB chunks.

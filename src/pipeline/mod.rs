@@ -12,6 +12,7 @@
 //! A [`CpuBudget`] of `--threads` permits keeps the busy threads of the process within the cap.
 
 mod budget;
+mod existing;
 mod floor;
 mod progress;
 mod seeds;
@@ -75,6 +76,8 @@ pub enum HarvestError {
     SeedWithoutFace { path: PathBuf },
     #[error("cannot read {path}: {reason}")]
     RunRead { path: PathBuf, reason: String },
+    #[error("{dir} holds a run with a different {what}; pass --force to replace it, or choose another --out")]
+    OtherRun { dir: PathBuf, what: String },
 }
 
 /// What a completed harvest did.
@@ -88,6 +91,8 @@ pub struct HarvestSummary {
     pub problem: Option<String>,
     /// The run stopped early on SIGINT/SIGTERM; its outputs hold every frame up to that point.
     pub interrupted: bool,
+    /// The out dir already held this harvest, completed: nothing was done or written.
+    pub already_harvested: bool,
 }
 
 /// A sampled frame on its way to inference, with its pixels and detector input when a
@@ -133,6 +138,22 @@ struct Shared {
 /// `failed` with the error, and no `faces.jsonl`/`embeddings.npy` of this run is published.
 pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
     let start = Instant::now();
+    if !cfg.force {
+        match existing::check(cfg) {
+            existing::Existing::Done => {
+                return Ok(HarvestSummary {
+                    out_dir: cfg.out_dir.clone(),
+                    counts: Counts::default(),
+                    wall_s: start.elapsed().as_secs_f64(),
+                    problem: None,
+                    interrupted: false,
+                    already_harvested: true,
+                })
+            }
+            existing::Existing::Other(what) => return Err(HarvestError::OtherRun { dir: cfg.out_dir.clone(), what }),
+            existing::Existing::Nothing | existing::Existing::Unfinished => {}
+        }
+    }
     cfg.prepare_out_dir()?;
     let result = harvest_into_out_dir(cfg, start);
     if let Err(e) = &result {
@@ -157,6 +178,7 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
 fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant) -> Result<HarvestSummary, HarvestError> {
     let started_at = output::now_rfc3339();
     let split = ThreadSplit::plan(cfg.threads, cfg.settings.run.mode != Mode::DecodeOnly);
+    let input_meta = std::fs::metadata(&cfg.input).ok();
     let runtime = onnx::init_runtime(&cfg.ort_lib)?;
     let decoder = VideoDecoder::open(&cfg.input, split.decode, cfg.settings.sampling.stride)?;
     let run = run(cfg, decoder, split, start)?;
@@ -165,9 +187,12 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant) -> Result<HarvestSu
         version: env!("CARGO_PKG_VERSION"),
         git_commit: env!("EPISODE_RUN_GIT_COMMIT"),
         config: serde_json::to_value(&cfg.settings).unwrap_or_default(),
+        seeds: cfg.seeds.clone(),
         input: InputFacts {
             path: cfg.input.clone(),
-            size_bytes: std::fs::metadata(&cfg.input).map(|m| m.len()).unwrap_or(0),
+            size_bytes: input_meta.as_ref().map_or(0, |m| m.len()),
+            mtime_ns: input_meta.as_ref().map_or(0, output::manifest::mtime_ns),
+            blake3: run.input_blake3,
             video: run.video,
         },
         models: run.models,
@@ -186,7 +211,14 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant) -> Result<HarvestSu
     let done = Progress { status: run.status, eta_s: Some(0.0), updated_at: output::now_rfc3339(), ..run.last_progress };
     output::write_json_atomic(&cfg.out_dir.join(output::PROGRESS), &done)?;
     let problem = problem_line(&cfg.input, &run.issues, &run.counts);
-    Ok(HarvestSummary { out_dir: cfg.out_dir.clone(), counts: run.counts, wall_s: manifest.wall_s, problem, interrupted: run.status == "interrupted" })
+    Ok(HarvestSummary {
+        out_dir: cfg.out_dir.clone(),
+        counts: run.counts,
+        wall_s: manifest.wall_s,
+        problem,
+        interrupted: run.status == "interrupted",
+        already_harvested: false,
+    })
 }
 
 /// One line for everything decoding went past, or `None` when nothing was lost.
@@ -203,6 +235,7 @@ fn problem_line(input: &std::path::Path, issues: &[String], counts: &Counts) -> 
 struct RunResult {
     /// `done`, `done_with_errors` or `interrupted`.
     status: &'static str,
+    input_blake3: Option<String>,
     batching: EmbedBatching,
     video: crate::video::VideoInfo,
     models: BTreeMap<&'static str, ModelFile>,
@@ -270,6 +303,9 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
                         return Ok(stats);
                     }
                     if ended {
+                        if !stats.interrupted {
+                            stats.input_blake3 = Some(decoder.input_blake3()?);
+                        }
                         return Ok(stats);
                     }
                 }
@@ -381,7 +417,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
         (false, true) => "done",
         (false, false) => "done_with_errors",
     };
-    Ok(RunResult { status, batching, video, models, counts, timings, issues, last_progress })
+    Ok(RunResult { status, input_blake3: decoded.input_blake3, batching, video, models, counts, timings, issues, last_progress })
 }
 
 /// Sampled frames per decode burst, softly: past it, the burst ends as soon as inference waits
@@ -392,6 +428,8 @@ const CHUNK: usize = 8;
 struct DecodeStats {
     /// Stopped early because a signal asked to.
     interrupted: bool,
+    /// The input's BLAKE3, once the whole stream was read.
+    input_blake3: Option<String>,
     decode: StageStats,
     prepare: StageStats,
     shots: Vec<ShotRecord>,

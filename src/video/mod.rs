@@ -4,6 +4,8 @@
 //! All ffmpeg-next types stay inside this module; the rest of the crate sees [`VideoInfo`],
 //! [`DecodedFrame`] and [`VideoError`].
 
+mod hashing;
+
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -90,6 +92,7 @@ fn init_ffmpeg() {
 pub struct VideoDecoder {
     path: PathBuf,
     input: ffmpeg::format::context::Input,
+    hash: hashing::InputHash,
     decoder: ffmpeg::decoder::Video,
     stream_index: usize,
     info: VideoInfo,
@@ -124,7 +127,11 @@ impl VideoDecoder {
         check_input_file(path)?;
         init_ffmpeg();
         let open_err = |e: ffmpeg::Error| VideoError::Open { path: path.to_path_buf(), reason: e.to_string() };
-        let input = ffmpeg::format::input(path).map_err(open_err)?;
+        let io_err = |e: std::io::Error| VideoError::Open { path: path.to_path_buf(), reason: e.to_string() };
+        let (reader, hash) = hashing::HashingReader::open(path).map_err(io_err)?;
+        let io = ffmpeg::format::context::StreamIo::from_read_seek(reader).map_err(open_err)?;
+        // The file name lets FFmpeg guess the format from the extension, as with a path.
+        let input = ffmpeg::format::input_from_stream(io, path.to_str(), None).map_err(open_err)?;
         let stream = input
             .streams()
             .best(ffmpeg::media::Type::Video)
@@ -153,6 +160,7 @@ impl VideoDecoder {
         Ok(Self {
             path: path.to_path_buf(),
             input,
+            hash,
             decoder,
             stream_index,
             info,
@@ -184,6 +192,12 @@ impl VideoDecoder {
     pub fn with_scaled(mut self, size: ScaledSize) -> Self {
         self.scaled_size = Some(size);
         self
+    }
+
+    /// BLAKE3 of the input file (hex), from the bytes read for decoding plus any FFmpeg skipped.
+    /// Call after the last frame.
+    pub fn input_blake3(&self) -> Result<String, VideoError> {
+        self.hash.finish(&self.path).map_err(|e| VideoError::Open { path: self.path.clone(), reason: e.to_string() })
     }
 
     /// Stops converting sampled frames to RGB: decoding and sampling only, for measuring them.

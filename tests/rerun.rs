@@ -1,0 +1,88 @@
+//! Re-running: a completed run is not redone (exit 0 in under a second, nothing written), a
+//! touched but unchanged input is recognised by its BLAKE3, and a run of something else is
+//! never overwritten without --force.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use util::*;
+
+/// Every file under `dir` with its bytes and mtime.
+fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, SystemTime)> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let meta = std::fs::metadata(&p).unwrap();
+                files.insert(p.strip_prefix(dir).unwrap().display().to_string(), (std::fs::read(&p).unwrap(), meta.modified().unwrap()));
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn a_completed_run_is_not_redone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("clip.mp4");
+    std::fs::copy(hamilton(), &input).unwrap();
+    let out = tmp.path().join("out");
+    let first = harvest_ok(&input, &out, &["--stride", "8"]);
+    assert_eq!(
+        first.manifest["input"]["blake3"].as_str().unwrap(),
+        blake3::hash(&std::fs::read(&input).unwrap()).to_hex().as_str(),
+        "the hash taken while decoding is the file's"
+    );
+    let before = snapshot(&out);
+
+    let start = Instant::now();
+    let o = harvest(&input, &out, &["--stride", "8", "--threads", "1"]);
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(stderr.lines().count(), 1);
+    assert!(stderr.contains("already harvested"), "{stderr}");
+    assert!(snapshot(&out) == before, "a file in the out dir changed");
+
+    // Touched, same bytes: recognised by the hash.
+    let f = std::fs::File::options().append(true).open(&input).unwrap();
+    f.set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
+    let o = harvest(&input, &out, &["--stride", "8"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already harvested"));
+    assert!(snapshot(&out) == before);
+
+    // --force re-runs: same outputs again.
+    let again = harvest_ok(&input, &out, &["--stride", "8", "--force"]);
+    assert_eq!(again.faces_text, first.faces_text);
+}
+
+#[test]
+fn a_run_of_something_else_is_not_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    harvest_ok(&hamilton(), &out, &["--stride", "8"]);
+    let before = snapshot(&out);
+    for (input, extra, names) in [
+        (hamilton(), vec!["--stride", "4"], "sampling.stride"),
+        (media("obama.jpg"), vec![], "input"),
+        (hamilton(), vec!["--stride", "8", "--seeds", "/nonexistent"], "seeds"),
+    ] {
+        let o = harvest(&input, &out, &extra);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(names) && stderr.contains("--force"), "{stderr}");
+        assert!(snapshot(&out) == before, "refused, yet the out dir changed");
+    }
+    let replaced = harvest_ok(&hamilton(), &out, &["--stride", "4", "--force"]);
+    assert_eq!(replaced.manifest["config"]["sampling"]["stride"], 4);
+}
