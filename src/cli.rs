@@ -85,8 +85,12 @@ pub struct HarvestArgs {
     #[arg(long)]
     pub decode_only: bool,
     /// Harvest even if the out dir holds this run completed, or replace a run of something else.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// Continue the unfinished run in the out dir (an error if there is none). Without this flag
+    /// an unfinished run of the same input and settings is resumed anyway, with a message.
+    #[arg(long)]
+    pub resume: bool,
     /// No progress bar or summary on stderr (warnings and errors still print).
     #[arg(long, short)]
     pub quiet: bool,
@@ -141,6 +145,13 @@ mod tests {
     fn force() {
         assert!(harvest(&["--force"]).force);
         assert!(!harvest(&[]).force);
+    }
+
+    #[test]
+    fn resume() {
+        assert!(harvest(&["--resume"]).resume);
+        assert!(!harvest(&[]).resume);
+        assert!(Cli::try_parse_from(["episode-run", "harvest", "x", "--resume", "--force"]).is_err());
     }
 
     #[test]

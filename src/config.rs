@@ -99,6 +99,8 @@ pub struct Models {
 #[serde(deny_unknown_fields)]
 pub struct ProgressCfg {
     pub interval_s: f64,
+    /// Seconds between checkpoints (outputs synced, state recorded) that a killed run resumes from.
+    pub checkpoint_s: f64,
 }
 
 /// Every tunable, as in `configs/default.toml`.
@@ -209,6 +211,9 @@ impl Settings {
         if !(0.0..=90.0).contains(&self.quality.max_yaw) || self.quality.min_blur.is_nan() || self.quality.min_blur < 0.0 {
             return bad("quality.max_yaw must be within 0..90 degrees and quality.min_blur 0 or more");
         }
+        if !(self.progress.checkpoint_s >= 0.0 && self.progress.checkpoint_s.is_finite()) {
+            return bad("progress.checkpoint_s must be 0 (after every frame) or more seconds");
+        }
         if !(0.25..=2.0).contains(&self.progress.interval_s) {
             return bad("progress.interval_s must be within 0.25..2 (at most 4 writes a second, at least one every 2 s)");
         }
@@ -257,6 +262,8 @@ pub struct HarvestConfig {
     pub seeds: Option<PathBuf>,
     /// Harvest even when the out dir holds this run completed, or replace a different run.
     pub force: bool,
+    /// Insist on continuing an unfinished run (an error when there is none).
+    pub resume: bool,
 }
 
 impl HarvestConfig {
@@ -308,6 +315,7 @@ impl HarvestConfig {
             quiet: args.quiet,
             seeds: args.seeds.clone(),
             force: args.force,
+            resume: args.resume,
         })
     }
 

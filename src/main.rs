@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                     println!("{}", summary.out_dir.display());
                     if summary.interrupted {
                         eprintln!(
-                            "interrupted: stopped after {} frames; {} holds everything harvested up to there (re-run to harvest the whole input)",
+                            "interrupted: stopped after {} frames; {} holds everything harvested up to there (run the same command again to resume)",
                             c.frames_decoded,
                             summary.out_dir.display()
                         );

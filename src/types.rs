@@ -3,7 +3,7 @@
 
 /// A packed 8-bit RGB image (row stride = 3 × width). Decoded frames and aligned crops both use it,
 /// so the detector, the aligner and the embedder agree on one pixel layout.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RgbImage {
     pub width: usize,
     pub height: usize,
@@ -67,7 +67,7 @@ impl Detection {
 }
 
 /// Why a detected face was not embedded; written as snake_case in `faces.jsonl`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {
     /// Shorter box side below `--min-face`.

@@ -56,7 +56,7 @@ pub struct Timings {
 }
 
 /// What a run did, counted.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct Counts {
     pub frames_decoded: u64,
     pub frames_sampled: u64,
@@ -73,7 +73,7 @@ pub struct Counts {
     pub id_switches_prevented: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ModelFile {
     pub path: PathBuf,
     pub sha256: String,
@@ -152,6 +152,8 @@ pub struct Manifest {
     pub timings: Timings,
     /// Decoding problems the run went past, first ones only.
     pub decode_issues: Vec<String>,
+    /// Each process that worked on this run (more than one when it was resumed).
+    pub history: Vec<crate::pipeline::Attempt>,
 }
 
 /// Modification time in nanoseconds since the epoch (0 when the filesystem has none).

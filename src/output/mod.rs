@@ -8,7 +8,7 @@
 pub mod manifest;
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use npyz::WriterBuilder;
@@ -58,7 +58,7 @@ pub struct FaceRecord {
 }
 
 /// One row of `shots.jsonl`: a run of frames between two cuts.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct ShotRecord {
     pub shot: u64,
     pub start_frame: u64,
@@ -161,10 +161,11 @@ pub fn write_jpeg_atomic(path: &Path, img: &RgbImage) -> Result<(), OutputError>
 }
 
 /// The `crops/` folder, filled under a hidden name and swapped in by [`publish`](Self::publish).
+/// The crops of a run, written into a hidden partial dir that is renamed into place at the
+/// end. A failed or killed run leaves its partial dir for the run that resumes it.
 pub struct CropsDir {
     partial: PathBuf,
     done: PathBuf,
-    published: bool,
 }
 
 impl CropsDir {
@@ -175,7 +176,19 @@ impl CropsDir {
             fs::remove_dir_all(&partial).map_err(at(&partial))?;
         }
         fs::create_dir_all(&partial).map_err(at(&partial))?;
-        Ok(Self { partial, done, published: false })
+        Ok(Self { partial, done })
+    }
+
+    /// Continues a checkpointed run's crops: its partial dir as it is, or the published one an
+    /// interrupted run left (later tracks overwrite their files).
+    pub fn resume(out_dir: &Path) -> Result<Self, OutputError> {
+        let done = out_dir.join(CROPS);
+        let partial = partial_name(&done);
+        if !partial.exists() && done.is_dir() {
+            fs::rename(&done, &partial).map_err(at(&partial))?;
+        }
+        fs::create_dir_all(&partial).map_err(at(&partial))?;
+        Ok(Self { partial, done })
     }
 
     /// Where a crop file goes until publication.
@@ -184,23 +197,14 @@ impl CropsDir {
     }
 
     /// Replaces any previous `crops/` with this run's.
-    pub fn publish(mut self) -> Result<(), OutputError> {
+    pub fn publish(self) -> Result<(), OutputError> {
         if self.done.exists() {
             fs::remove_dir_all(&self.done).map_err(at(&self.done))?;
         }
-        fs::rename(&self.partial, &self.done).map_err(at(&self.done))?;
-        self.published = true;
-        Ok(())
+        fs::rename(&self.partial, &self.done).map_err(at(&self.done))
     }
 }
 
-impl Drop for CropsDir {
-    fn drop(&mut self) {
-        if !self.published {
-            let _ = fs::remove_dir_all(&self.partial);
-        }
-    }
-}
 
 /// `dir/.name.partial` for `dir/name`: hidden, and never mistaken for the real file.
 fn partial_name(path: &Path) -> PathBuf {
@@ -209,36 +213,87 @@ fn partial_name(path: &Path) -> PathBuf {
 }
 
 /// Streams the results of one run into partial files; [`finish`](Self::finish) publishes them.
+/// Both files only grow, so a checkpoint is two byte lengths, and a resumed run truncates to
+/// them and appends ([`resume`](Self::resume)). `embeddings.npy` is written with a fixed
+/// [`NPY_HEADER`]-byte header whose row count is patched in at the end.
 pub struct RunWriter {
     faces_path: PathBuf,
     emb_path: PathBuf,
     faces: Option<BufWriter<File>>,
-    embeddings: Option<npyz::NpyWriter<f32, BufWriter<File>>>,
+    faces_bytes: u64,
+    /// `None` without an embedder (dim 0): finish writes the empty array.
+    embeddings: Option<BufWriter<File>>,
     rows: u64,
     dim: usize,
+}
+
+/// Bytes of the `embeddings.npy` header: room for any row count.
+pub const NPY_HEADER: usize = 128;
+
+/// An NPY v1.0 header for a little-endian f32 array of `rows × dim`, padded to [`NPY_HEADER`].
+pub fn npy_header(rows: u64, dim: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    h.extend_from_slice(&((NPY_HEADER - 10) as u16).to_le_bytes());
+    h.extend_from_slice(dict.as_bytes());
+    h.resize(NPY_HEADER - 1, b' ');
+    h.push(b'\n');
+    h
 }
 
 impl RunWriter {
     /// Creates the partial files in `dir` for embeddings of length `dim`.
     pub fn create(dir: &Path, dim: usize) -> Result<Self, OutputError> {
+        Self::open(dir, dim, None)
+    }
+
+    /// Reopens a checkpointed run's partial files (or, after an interrupted run published
+    /// them, its final files), cut back to `faces_bytes` and `rows`, to append after them.
+    pub fn resume(dir: &Path, dim: usize, faces_bytes: u64, rows: u64) -> Result<Self, OutputError> {
+        Self::open(dir, dim, Some((faces_bytes, rows)))
+    }
+
+    fn open(dir: &Path, dim: usize, checkpoint: Option<(u64, u64)>) -> Result<Self, OutputError> {
         let faces_path = dir.join(FACES);
         let emb_path = dir.join(EMBEDDINGS);
-        let faces_tmp = partial_name(&faces_path);
-        let emb_tmp = partial_name(&emb_path);
-        let faces = BufWriter::new(File::create(&faces_tmp).map_err(at(&faces_tmp))?);
-        let emb_file = BufWriter::new(File::create(&emb_tmp).map_err(at(&emb_tmp))?);
-        // Without an embedder (dim 0) nothing is streamed; finish writes the empty array.
+        let (faces_bytes, rows) = checkpoint.unwrap_or((0, 0));
+        let open = |final_path: &Path, len: u64| -> Result<BufWriter<File>, OutputError> {
+            let tmp = partial_name(final_path);
+            if checkpoint.is_some() && !tmp.exists() && final_path.exists() {
+                fs::rename(final_path, &tmp).map_err(at(&tmp))?;
+            }
+            let mut f = File::options().create(true).write(true).truncate(checkpoint.is_none()).open(&tmp).map_err(at(&tmp))?;
+            if checkpoint.is_some() {
+                if f.metadata().map_err(at(&tmp))?.len() < len {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, format!("shorter than its checkpoint ({len} bytes)"));
+                    return Err(OutputError { path: tmp, source: e });
+                }
+                f.set_len(len).map_err(at(&tmp))?;
+                f.seek(SeekFrom::End(0)).map_err(at(&tmp))?;
+            }
+            Ok(BufWriter::new(f))
+        };
+        let faces = open(&faces_path, faces_bytes)?;
         let embeddings = if dim == 0 {
             None
         } else {
-            Some(npyz::WriteOptions::new().default_dtype().writer(emb_file).begin_2d(dim as u64).map_err(at(&emb_tmp))?)
+            let mut w = open(&emb_path, NPY_HEADER as u64 + rows * dim as u64 * 4)?;
+            if checkpoint.is_none() {
+                w.write_all(&npy_header(0, dim)).map_err(at(&partial_name(&emb_path)))?;
+            }
+            Some(w)
         };
-        Ok(Self { faces_path, emb_path, faces: Some(faces), embeddings, rows: 0, dim })
+        Ok(Self { faces_path, emb_path, faces: Some(faces), faces_bytes, embeddings, rows, dim })
     }
 
     /// Length of each embedding row.
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// `(faces.jsonl bytes, embedding rows)` written so far: what a checkpoint records.
+    pub fn position(&self) -> (u64, u64) {
+        (self.faces_bytes, self.rows)
     }
 
     /// Appends one embedding row and returns its index.
@@ -249,7 +304,8 @@ impl RunWriter {
             return Err(OutputError { path, source: io::Error::new(io::ErrorKind::InvalidInput, msg) });
         }
         let w = self.embeddings.as_mut().ok_or_else(|| closed(&path))?;
-        w.extend(row.iter().copied()).map_err(at(&path))?;
+        let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.write_all(&bytes).map_err(at(&path))?;
         self.rows += 1;
         Ok(self.rows - 1)
     }
@@ -258,24 +314,42 @@ impl RunWriter {
     pub fn push_face(&mut self, face: &FaceRecord) -> Result<(), OutputError> {
         let path = partial_name(&self.faces_path);
         let w = self.faces.as_mut().ok_or_else(|| closed(&path))?;
-        serde_json::to_writer(&mut *w, face).map_err(|e| OutputError { path: path.clone(), source: e.into() })?;
-        w.write_all(b"\n").map_err(at(&path))
+        let mut line = serde_json::to_vec(face).map_err(|e| OutputError { path: path.clone(), source: e.into() })?;
+        line.push(b'\n');
+        w.write_all(&line).map_err(at(&path))?;
+        self.faces_bytes += line.len() as u64;
+        Ok(())
     }
 
-    /// Flushes, fsyncs and renames both files into place.
+    /// Flushes both files to disk, so a checkpoint's lengths are durable.
+    pub fn sync(&mut self) -> Result<(), OutputError> {
+        for (w, path) in [(self.faces.as_mut(), &self.faces_path), (self.embeddings.as_mut(), &self.emb_path)] {
+            if let Some(w) = w {
+                let tmp = partial_name(path);
+                w.flush().map_err(at(&tmp))?;
+                w.get_ref().sync_data().map_err(at(&tmp))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Patches the row count, fsyncs and renames both files into place.
     pub fn finish(mut self) -> Result<(), OutputError> {
         let emb_tmp = partial_name(&self.emb_path);
         let faces_tmp = partial_name(&self.faces_path);
         match self.embeddings.take() {
-            Some(w) => w.finish().map_err(at(&emb_tmp))?,
+            Some(w) => {
+                let mut f = w.into_inner().map_err(|e| OutputError { path: emb_tmp.clone(), source: e.into_error() })?;
+                f.seek(SeekFrom::Start(0)).map_err(at(&emb_tmp))?;
+                f.write_all(&npy_header(self.rows, self.dim)).map_err(at(&emb_tmp))?;
+                f.sync_all().map_err(at(&emb_tmp))?;
+            }
             None => fs::write(&emb_tmp, empty_npy(self.dim)).map_err(at(&emb_tmp))?,
         }
         if let Some(w) = self.faces.take() {
             let f = w.into_inner().map_err(|e| OutputError { path: faces_tmp.clone(), source: e.into_error() })?;
             f.sync_all().map_err(at(&faces_tmp))?;
         }
-        // npyz's finish flushed the buffer; sync the file it wrote.
-        File::open(&emb_tmp).and_then(|f| f.sync_all()).map_err(at(&emb_tmp))?;
         fs::rename(&emb_tmp, &self.emb_path).map_err(at(&self.emb_path))?;
         fs::rename(&faces_tmp, &self.faces_path).map_err(at(&self.faces_path))
     }

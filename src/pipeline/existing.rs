@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::resume::CHECKPOINT;
 use crate::config::HarvestConfig;
 use crate::output::{self, manifest};
 
@@ -23,8 +24,9 @@ pub enum Existing {
 
 /// Compares the run recorded in `cfg.out_dir` with `cfg`.
 pub fn check(cfg: &HarvestConfig) -> Existing {
-    let Some(m) = std::fs::read(cfg.out_dir.join(output::MANIFEST)).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-    else {
+    let read = |name: &str| std::fs::read(cfg.out_dir.join(name)).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let checkpoint = read(CHECKPOINT).map(|c| c["identity"].clone());
+    let Some(m) = read(output::MANIFEST).or(checkpoint.clone()) else {
         return Existing::Nothing;
     };
     if let Some(what) = input_differs(cfg, &m["input"]) {
@@ -47,7 +49,7 @@ pub fn check(cfg: &HarvestConfig) -> Existing {
         }
     }
     match m["status"].as_str() {
-        Some("done" | "done_with_errors") if cfg.out_dir.join(output::FACES).is_file() => Existing::Done,
+        Some("done" | "done_with_errors") if checkpoint.is_none() && cfg.out_dir.join(output::FACES).is_file() => Existing::Done,
         _ => Existing::Unfinished,
     }
 }

@@ -15,6 +15,7 @@ mod budget;
 mod existing;
 mod floor;
 mod progress;
+mod resume;
 mod seeds;
 mod sink;
 
@@ -46,6 +47,8 @@ pub use floor::{floor, Floor};
 use budget::Burst;
 use progress::{bar_line, eta, RateWindow};
 pub use seeds::{identify, IdentifySummary};
+pub use resume::Attempt;
+use resume::{Checkpoint, DecodeState, Tail};
 use sink::{context_crop, round_t, Sink};
 
 /// Frames in flight between two stages.
@@ -78,6 +81,8 @@ pub enum HarvestError {
     RunRead { path: PathBuf, reason: String },
     #[error("{dir} holds a run with a different {what}; pass --force to replace it, or choose another --out")]
     OtherRun { dir: PathBuf, what: String },
+    #[error("--resume: {dir} holds no unfinished run to resume")]
+    NothingToResume { dir: PathBuf },
 }
 
 /// What a completed harvest did.
@@ -103,6 +108,16 @@ struct SampledFrame {
     shot: u64,
     image: Option<RgbImage>,
     input: Option<detect::DetectorInput>,
+    carry: Carry,
+}
+
+/// What rides along with a sampled frame to the writer: the decode state right after it (a
+/// checkpoint taken after writing it continues from there) and the shots closed and problems
+/// met since the previous sampled frame.
+struct Carry {
+    decode: DecodeState,
+    closed_shots: Vec<ShotRecord>,
+    issues: Vec<DecodeIssue>,
 }
 
 /// One face after the gates: measured, aligned when possible, embedded when it passed.
@@ -122,11 +137,9 @@ struct EmbeddedFrame {
     shot: u64,
     faces: Vec<FaceOut>,
     embed_calls: u64,
-}
-
-enum DecodeMsg {
-    Frame(SampledFrame),
-    Issue(DecodeIssue),
+    decode: DecodeState,
+    closed_shots: Vec<ShotRecord>,
+    issues: Vec<DecodeIssue>,
 }
 
 struct Shared {
@@ -154,8 +167,18 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
             existing::Existing::Nothing | existing::Existing::Unfinished => {}
         }
     }
+    let checkpoint = if cfg.force { None } else { Checkpoint::load(&cfg.out_dir) };
+    if cfg.resume && checkpoint.is_none() {
+        return Err(HarvestError::NothingToResume { dir: cfg.out_dir.clone() });
+    }
     cfg.prepare_out_dir()?;
-    let result = harvest_into_out_dir(cfg, start);
+    if cfg.force {
+        Checkpoint::remove(&cfg.out_dir)?;
+    }
+    if let Some(c) = &checkpoint {
+        eprintln!("resuming {}: frames 0-{} are already harvested", cfg.out_dir.display(), c.decode.next_frame.saturating_sub(1));
+    }
+    let result = harvest_into_out_dir(cfg, start, checkpoint);
     if let Err(e) = &result {
         let failed = Progress {
             status: "failed",
@@ -175,13 +198,13 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
     result
 }
 
-fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant) -> Result<HarvestSummary, HarvestError> {
+fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<Checkpoint>) -> Result<HarvestSummary, HarvestError> {
     let started_at = output::now_rfc3339();
     let split = ThreadSplit::plan(cfg.threads, cfg.settings.run.mode != Mode::DecodeOnly);
     let input_meta = std::fs::metadata(&cfg.input).ok();
     let runtime = onnx::init_runtime(&cfg.ort_lib)?;
     let decoder = VideoDecoder::open(&cfg.input, split.decode, cfg.settings.sampling.stride)?;
-    let run = run(cfg, decoder, split, start)?;
+    let run = run(cfg, decoder, split, start, checkpoint)?;
     let manifest = Manifest {
         tool: env!("CARGO_PKG_NAME"),
         version: env!("CARGO_PKG_VERSION"),
@@ -206,10 +229,14 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant) -> Result<HarvestSu
         timings: run.timings,
         status: run.status,
         decode_issues: run.issues.iter().take(MAX_LISTED_ISSUES).cloned().collect(),
+        history: run.history,
     };
     output::write_json_atomic(&cfg.out_dir.join(output::MANIFEST), &manifest)?;
     let done = Progress { status: run.status, eta_s: Some(0.0), updated_at: output::now_rfc3339(), ..run.last_progress };
     output::write_json_atomic(&cfg.out_dir.join(output::PROGRESS), &done)?;
+    if !run.interrupted_resumable {
+        Checkpoint::remove(&cfg.out_dir)?;
+    }
     let problem = problem_line(&cfg.input, &run.issues, &run.counts);
     Ok(HarvestSummary {
         out_dir: cfg.out_dir.clone(),
@@ -235,6 +262,9 @@ fn problem_line(input: &std::path::Path, issues: &[String], counts: &Counts) -> 
 struct RunResult {
     /// `done`, `done_with_errors` or `interrupted`.
     status: &'static str,
+    /// Interrupted with a checkpoint on disk: keep it for the next run.
+    interrupted_resumable: bool,
+    history: Vec<Attempt>,
     input_blake3: Option<String>,
     batching: EmbedBatching,
     video: crate::video::VideoInfo,
@@ -245,7 +275,12 @@ struct RunResult {
     last_progress: Progress,
 }
 
-fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: Instant) -> Result<RunResult, HarvestError> {
+fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: Instant, checkpoint: Option<Checkpoint>) -> Result<RunResult, HarvestError> {
+    let started_at = output::now_rfc3339();
+    let (sink_state, checkpoint) = match checkpoint.map(Checkpoint::split) {
+        Some((sink, point)) => (Some(sink), Some(point)),
+        None => (None, None),
+    };
     let video = decoder.info().clone();
     let mode = cfg.settings.run.mode;
     let detect = &cfg.settings.detect;
@@ -264,47 +299,62 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
         let file = ModelFile::hash(path).map_err(|source| HarvestError::ModelRead { path: path.clone(), source })?;
         models.insert(role, file);
     }
+    let identity = resume::identity(cfg, &models);
     let gallery = match (&cfg.seeds, detectors.as_mut(), embedders.as_mut()) {
         (Some(dir), Some(d), Some(e)) => Some(seeds::build_gallery(dir, d.full.as_mut(), &mut e.full, &cfg.settings.quality)?),
         _ => None,
     };
-    let mut writer = RunWriter::create(&cfg.out_dir, embedders.as_ref().map_or(0, |e| e.full.dim()))?;
+    let dim = embedders.as_ref().map_or(0, |e| e.full.dim());
+    let (mut writer, crops) = match &checkpoint {
+        Some(c) => (RunWriter::resume(&cfg.out_dir, dim, c.faces_bytes, c.embedding_rows)?, CropsDir::resume(&cfg.out_dir)?),
+        None => (RunWriter::create(&cfg.out_dir, dim)?, CropsDir::create(&cfg.out_dir)?),
+    };
     let batching = EmbedBatching::plan(&cfg.settings.embed);
-    let crops = CropsDir::create(&cfg.out_dir)?;
 
     let budget = Arc::new(CpuBudget::new(cfg.threads));
-    let shared = Arc::new(Shared { decoded: AtomicU64::new(0), sampled: AtomicU64::new(0) });
+    let (first_frame, first_sampled) = checkpoint.as_ref().map_or((0, 0), |c| (c.decode.next_frame, c.decode.sampled));
+    let shared = Arc::new(Shared { decoded: AtomicU64::new(first_frame), sampled: AtomicU64::new(first_sampled) });
     // A rendezvous: one chunk is decoded while the previous one is inferred, no more.
-    let (frame_tx, frame_rx) = bounded::<Vec<DecodeMsg>>(0);
+    let (frame_tx, frame_rx) = bounded::<Vec<SampledFrame>>(0);
     let (face_tx, face_rx) = bounded::<EmbeddedFrame>(CHANNEL_DEPTH);
 
-    let cut_params = cfg.settings.cuts.clone();
     let plan = detectors.as_ref().map(|d| d.full.input_plan());
     let mut decoder = match plan {
         // The decoder scales each sampled frame for the detector as it converts it.
         Some(plan) => decoder.with_scaled(Box::new(move |w, h| plan.content_size(w, h))),
         None => decoder.without_images(),
     };
+    let mut side = DecodeSide::new(&cfg.settings.cuts, checkpoint.as_ref().map(|c| &c.decode));
+    let finished_tail = checkpoint.as_ref().and_then(|c| c.tail.clone());
+    let resume_at = checkpoint.as_ref().filter(|c| c.tail.is_none()).map(|c| c.decode.clone());
     let decode_handle = {
         let (budget, shared) = (budget.clone(), shared.clone());
         thread::Builder::new()
             .name("decode".into())
             .spawn(move || -> Result<DecodeStats, VideoError> {
                 let mut stats = DecodeStats::default();
-                let mut cuts = CutDetector::new(cut_params.threshold as f32, cut_params.min_shot);
+                if let Some(tail) = finished_tail {
+                    // Every frame was done before: only the finalisation is left.
+                    stats.tail = tail;
+                    return Ok(stats);
+                }
+                if let Some(at) = resume_at {
+                    budget.run(split.decode, || decoder.resume_after(at.next_frame, at.pts, at.t))?;
+                }
                 loop {
                     // One burst under the decode share: the next chunk of sampled frames, each
                     // letterboxed for the detector here, so inference only runs models.
                     let (chunk, ended) = budget.run_burst(split.decode, |burst| {
-                        decode_chunk(&mut decoder, &mut cuts, plan.as_ref(), &mut stats, &shared, burst)
+                        decode_chunk(&mut decoder, &mut side, plan.as_ref(), &mut stats, &shared, burst)
                     });
                     let ended = ended?;
                     if !chunk.is_empty() && frame_tx.send(chunk).is_err() {
                         return Ok(stats);
                     }
                     if ended {
+                        stats.tail.shots = side.finish();
                         if !stats.interrupted {
-                            stats.input_blake3 = Some(decoder.input_blake3()?);
+                            stats.tail.input_blake3 = Some(decoder.input_blake3()?);
                         }
                         return Ok(stats);
                     }
@@ -323,14 +373,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
             .name("infer".into())
             .spawn(move || -> Result<InferStats, OnnxError> {
                 let mut stats = InferStats::default();
-                for msg in frame_rx.into_iter().flatten() {
-                    let frame = match msg {
-                        DecodeMsg::Frame(f) => f,
-                        DecodeMsg::Issue(issue) => {
-                            stats.issues.push(issue);
-                            continue;
-                        }
-                    };
+                for frame in frame_rx.into_iter().flatten() {
                     let faces = match (detectors.as_mut(), &frame.input, &frame.image) {
                         (Some(d), Some(input), Some(image)) => {
                             let (dets, took) = d.run(&budget, |d| d.detect_prepared(input))?;
@@ -353,7 +396,8 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
                     } else {
                         (0..passed.len()).map(|start| vec![Part { frame: frame.idx, start, len: 1 }]).collect()
                     };
-                    let waiting_frame = EmbeddedFrame { idx: frame.idx, t: frame.t, shot: frame.shot, faces, embed_calls: 0 };
+                    let Carry { decode, closed_shots, issues } = frame.carry;
+                    let waiting_frame = EmbeddedFrame { idx: frame.idx, t: frame.t, shot: frame.shot, faces, embed_calls: 0, decode, closed_shots, issues };
                     waiting.push_back(Waiting { remaining: passed.len(), passed, frame: waiting_frame });
                     for call in calls {
                         run_call(&call, &mut waiting, embedders.as_mut(), &budget, &mut stats)?;
@@ -372,17 +416,31 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
             .map_err(|_| HarvestError::Panicked { stage: "infer" })?
     };
 
-    let sink = Sink::new(&mut writer, &crops, gallery.as_ref(), cfg.settings.identify.clone(), cfg.settings.track.clone());
-    let written = write_stage(cfg, &video, sink, face_rx, &shared, start);
+    let mut history = checkpoint.as_ref().map(|c| c.history.clone()).unwrap_or_default();
+    let this = Attempt { started_at, ended_at: String::new(), first_frame, frames_done: first_frame };
+    let sink = Sink::new(&mut writer, &crops, gallery.as_ref(), cfg.settings.identify.clone(), cfg.settings.track.clone(), sink_state);
+    let mut keeper = Keeper { out_dir: &cfg.out_dir, identity, history: history.clone(), this, last: checkpoint.map(|c| c.decode) };
+    let written = write_stage(cfg, &video, sink, face_rx, &shared, start, &mut keeper);
     // Root cause first: a decoder error explains an empty or short run better than anything
     // downstream; an inference error explains a writer that saw the channel close.
     let decoded = decode_handle.join().map_err(|_| HarvestError::Panicked { stage: "decode" })??;
     let infer = infer_handle.join().map_err(|_| HarvestError::Panicked { stage: "infer" })??;
-    let (sink::Finished { mut counts, tracks, track_rows }, write_stats, last_progress) = written?;
-    let shots = decoded.shots;
+    let (mut sink, write_stats, last_progress) = written?;
+
+    let mut tail = decoded.tail.clone();
+    tail.issues.extend(decoded.issues_after_last_frame.iter().cloned());
+    if !decoded.interrupted {
+        // Every frame is done: a crash from here on only redoes this finalisation.
+        keeper.save(&mut sink, Some(tail.clone()))?;
+        if std::env::var_os(FAULT_ENV).is_some_and(|v| v == "finalise") {
+            std::process::abort();
+        }
+    }
+    history.push(keeper.attempt());
+    let sink::Finished { mut counts, tracks, track_rows, shots, issues: decode_issues } = sink.finish(&tail)?;
 
     let mut issues = Vec::new();
-    for issue in &infer.issues {
+    for issue in &decode_issues {
         let line = match issue {
             DecodeIssue::BadPacket { after_frame, reason } => {
                 counts.frames_failed += 1;
@@ -395,7 +453,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     counts.frames_decoded = shared.decoded.load(Ordering::Relaxed);
     counts.frames_sampled = shared.sampled.load(Ordering::Relaxed);
     counts.shots = shots.len() as u64;
-    counts.frames_split_for_memory = infer.frames_split;
+    counts.frames_split_for_memory += infer.frames_split;
     if counts.frames_decoded == 0 && !decoded.interrupted {
         return Err(HarvestError::NoFrames { path: cfg.input.clone() });
     }
@@ -417,7 +475,49 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
         (false, true) => "done",
         (false, false) => "done_with_errors",
     };
-    Ok(RunResult { status, input_blake3: decoded.input_blake3, batching, video, models, counts, timings, issues, last_progress })
+    Ok(RunResult {
+        status,
+        interrupted_resumable: decoded.interrupted && keeper.last.is_some(),
+        history,
+        input_blake3: tail.input_blake3,
+        batching,
+        video,
+        models,
+        counts,
+        timings,
+        issues,
+        last_progress,
+    })
+}
+
+/// Set to `finalise` to abort right after the end-of-stream checkpoint, as a crash during
+/// finalisation would (used by the resume tests; there is no other way to hit that moment).
+const FAULT_ENV: &str = "EPISODE_RUN_FAULT";
+
+/// Writes checkpoints for the writer stage.
+struct Keeper<'a> {
+    out_dir: &'a std::path::Path,
+    identity: serde_json::Value,
+    history: Vec<Attempt>,
+    this: Attempt,
+    /// Decode state after the last frame written (or the checkpoint resumed from).
+    last: Option<DecodeState>,
+}
+
+impl Keeper<'_> {
+    fn attempt(&self) -> Attempt {
+        Attempt { ended_at: output::now_rfc3339(), frames_done: self.last.as_ref().map_or(self.this.first_frame, |d| d.next_frame), ..self.this.clone() }
+    }
+
+    /// Syncs the outputs and records where the run stands; nothing to do before the first frame.
+    fn save(&mut self, sink: &mut Sink, tail: Option<Tail>) -> Result<(), OutputError> {
+        let Some(decode) = self.last.clone() else { return Ok(()) };
+        let (state, (faces_bytes, embedding_rows)) = sink.checkpoint()?;
+        let mut history = self.history.clone();
+        history.push(self.attempt());
+        let checkpoint = Checkpoint { identity: self.identity.clone(), decode, sink: state, faces_bytes, embedding_rows, tail, history };
+        checkpoint.save(self.out_dir)
+    }
 }
 
 /// Sampled frames per decode burst, softly: past it, the burst ends as soon as inference waits
@@ -428,28 +528,91 @@ const CHUNK: usize = 8;
 struct DecodeStats {
     /// Stopped early because a signal asked to.
     interrupted: bool,
-    /// The input's BLAKE3, once the whole stream was read.
-    input_blake3: Option<String>,
     decode: StageStats,
     prepare: StageStats,
-    shots: Vec<ShotRecord>,
+    tail: Tail,
+    /// Problems met after the last sampled frame (they had no frame to ride on).
+    issues_after_last_frame: Vec<DecodeIssue>,
+}
+
+/// The decode thread's running state: shot cuts, the open shot, and what waits for the next
+/// sampled frame to carry it.
+struct DecodeSide {
+    cuts: CutDetector,
+    shot: Option<ShotRecord>,
+    shots_started: u64,
+    sampled: u64,
+    closed: Vec<ShotRecord>,
+    issues: Vec<DecodeIssue>,
+}
+
+impl DecodeSide {
+    fn new(params: &crate::config::Cuts, resume: Option<&DecodeState>) -> Self {
+        let mut cuts = CutDetector::new(params.threshold as f32, params.min_shot);
+        if let Some(r) = resume {
+            cuts.restore(&r.cut);
+        }
+        Self {
+            cuts,
+            shot: resume.map(|r| r.shot.clone()),
+            shots_started: resume.map_or(0, |r| r.shot.shot + 1),
+            sampled: resume.map_or(0, |r| r.sampled),
+            closed: Vec::new(),
+            issues: Vec::new(),
+        }
+    }
+
+    /// Follows shots across one decoded frame; returns the frame's shot.
+    fn frame(&mut self, idx: u64, t: f64, thumb: &RgbImage) -> u64 {
+        let (_, cut) = self.cuts.push(idx, thumb);
+        let t = round_t(t);
+        match self.shot.as_mut() {
+            Some(open) if !cut => {
+                open.end_frame = idx;
+                open.t_end = t;
+            }
+            _ => {
+                self.closed.extend(self.shot.take());
+                self.shot = Some(ShotRecord { shot: self.shots_started, start_frame: idx, end_frame: idx, t_start: t, t_end: t });
+                self.shots_started += 1;
+            }
+        }
+        self.shots_started - 1
+    }
+
+    /// What a sampled frame carries: the state right after it, and what waited for it.
+    fn carry(&mut self, next_frame: u64, pts: Option<i64>, t: f64) -> Carry {
+        let shot = self.shot.clone().unwrap_or(ShotRecord { shot: 0, start_frame: 0, end_frame: 0, t_start: 0.0, t_end: 0.0 });
+        Carry {
+            decode: DecodeState { next_frame, pts, t, sampled: self.sampled, cut: self.cuts.state(), shot },
+            closed_shots: std::mem::take(&mut self.closed),
+            issues: std::mem::take(&mut self.issues),
+        }
+    }
+
+    /// The shots not yet carried, the open one closed: the end of `shots.jsonl`.
+    fn finish(&mut self) -> Vec<ShotRecord> {
+        let mut shots = std::mem::take(&mut self.closed);
+        shots.extend(self.shot.take());
+        shots
+    }
 }
 
 /// Decodes one burst of frames (see [`CHUNK`]), following shots and preparing detector inputs
 /// of the sampled ones. Returns the chunk and whether the stream has ended.
 fn decode_chunk(
     decoder: &mut VideoDecoder,
-    cuts: &mut CutDetector,
+    side: &mut DecodeSide,
     plan: Option<&detect::InputPlan>,
     stats: &mut DecodeStats,
     shared: &Shared,
     burst: &Burst,
-) -> (Vec<DecodeMsg>, Result<bool, VideoError>) {
+) -> (Vec<SampledFrame>, Result<bool, VideoError>) {
     let mut chunk = Vec::with_capacity(2 * CHUNK);
-    let mut sampled = 0;
-    while sampled < 2 * CHUNK && !(sampled >= CHUNK && burst.someone_waits()) {
+    while chunk.len() < 2 * CHUNK && !(chunk.len() >= CHUNK && burst.someone_waits()) {
         if crate::interrupt::requested().is_some() {
             stats.interrupted = true;
+            stats.issues_after_last_frame = std::mem::take(&mut side.issues);
             return (chunk, Ok(true));
         }
         let t0 = Instant::now();
@@ -457,22 +620,17 @@ fn decode_chunk(
             Ok(next) => next,
             Err(e) => return (chunk, Err(e)),
         };
-        chunk.extend(decoder.take_issues().into_iter().map(DecodeMsg::Issue));
-        let Some(frame) = next else { return (chunk, Ok(true)) };
+        side.issues.extend(decoder.take_issues());
+        let Some(frame) = next else {
+            stats.issues_after_last_frame = std::mem::take(&mut side.issues);
+            return (chunk, Ok(true));
+        };
         stats.decode.add(t0.elapsed());
         shared.decoded.fetch_add(1, Ordering::Relaxed);
-        let (_, cut) = cuts.push(frame.idx, &frame.thumb);
-        let t = round_t(frame.t);
-        match stats.shots.last_mut() {
-            Some(last) if !cut => {
-                last.end_frame = frame.idx;
-                last.t_end = t;
-            }
-            _ => stats.shots.push(ShotRecord { shot: stats.shots.len() as u64, start_frame: frame.idx, end_frame: frame.idx, t_start: t, t_end: t }),
-        }
-        let shot = stats.shots.len() as u64 - 1;
+        let shot = side.frame(frame.idx, frame.t, &frame.thumb);
         if frame.sampled {
             shared.sampled.fetch_add(1, Ordering::Relaxed);
+            side.sampled += 1;
             let t1 = Instant::now();
             let image = frame.image;
             let input = match (plan, &image, &frame.scaled) {
@@ -482,9 +640,9 @@ fn decode_chunk(
             if input.is_some() {
                 stats.prepare.add(t1.elapsed());
             }
-            chunk.push(DecodeMsg::Frame(SampledFrame { idx: frame.idx, t: frame.t, shot, image, input }));
-            sampled += 1;
-            if sampled == CHUNK {
+            let carry = side.carry(frame.idx + 1, frame.pts, frame.t);
+            chunk.push(SampledFrame { idx: frame.idx, t: frame.t, shot, image, input, carry });
+            if chunk.len() == CHUNK {
                 burst.past_soft_length();
             }
         }
@@ -518,7 +676,6 @@ impl<T> Shares<T> {
 #[derive(Default)]
 struct InferStats {
     timings: Timings,
-    issues: Vec<DecodeIssue>,
     frames_split: u64,
 }
 
@@ -620,21 +777,25 @@ fn assess(image: &RgbImage, det: Detection, gates: &crate::config::Quality) -> F
     FaceOut { det, quality, skip, embedding: None, aligned, context }
 }
 
-type Written = (sink::Finished, StageStats, Progress);
+type Written<'a> = (Sink<'a>, StageStats, Progress);
 
 /// Feeds every frame to the sink in order and keeps progress.json (and the terminal bar) current.
-fn write_stage(
+fn write_stage<'a>(
     cfg: &HarvestConfig,
     video: &crate::video::VideoInfo,
-    mut sink: Sink,
+    mut sink: Sink<'a>,
     rx: crossbeam_channel::Receiver<EmbeddedFrame>,
     shared: &Shared,
     start: Instant,
-) -> Result<Written, OutputError> {
+    keeper: &mut Keeper,
+) -> Result<Written<'a>, OutputError> {
     let progress_path = cfg.out_dir.join(output::PROGRESS);
     let interval = Duration::from_secs_f64(cfg.settings.progress.interval_s);
+    let checkpoint_every = Duration::from_secs_f64(cfg.settings.progress.checkpoint_s);
+    let mut last_checkpoint = Instant::now();
     let bar = !cfg.quiet && std::io::stderr().is_terminal();
-    let mut rate = RateWindow::new(Duration::from_secs(5), start);
+    // fps and ETA count this process's frames only (a resumed run starts past zero).
+    let mut rate = RateWindow::new(Duration::from_secs(5), start, shared.decoded.load(Ordering::Relaxed));
     let mut stats = StageStats::default();
     let mut last_write: Option<Instant> = None;
     let snapshot = |rate: &mut RateWindow, faces: u64| {
@@ -657,8 +818,14 @@ fn write_stage(
         match rx.recv_timeout(interval) {
             Ok(frame) => {
                 let t0 = Instant::now();
+                let decode = frame.decode.clone();
                 sink.push(frame)?;
+                keeper.last = Some(decode);
                 stats.add(t0.elapsed());
+                if last_checkpoint.elapsed() >= checkpoint_every {
+                    keeper.save(&mut sink, None)?;
+                    last_checkpoint = Instant::now();
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -672,11 +839,15 @@ fn write_stage(
             last_write = Some(Instant::now());
         }
     }
+    if crate::interrupt::requested().is_some() {
+        // Stopped by a signal: exactly where the outputs end, for the next run to go on from.
+        keeper.save(&mut sink, None)?;
+    }
     let p = snapshot(&mut rate, sink.faces_written());
     if bar {
         eprintln!("\r{}\x1b[K", bar_line(p.frames_decoded, p.frames_total, p.fps, p.faces, Some(0.0)));
     }
-    Ok((sink.finish()?, stats, p))
+    Ok((sink, stats, p))
 }
 
 #[cfg(test)]

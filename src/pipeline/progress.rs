@@ -11,8 +11,9 @@ pub struct RateWindow {
 }
 
 impl RateWindow {
-    pub fn new(window: Duration, start: Instant) -> Self {
-        Self { window, samples: VecDeque::from([(start, 0)]) }
+    /// Starts counting at `start` from `frames` already decoded.
+    pub fn new(window: Duration, start: Instant, frames: u64) -> Self {
+        Self { window, samples: VecDeque::from([(start, frames)]) }
     }
 
     /// Records that `frames` had been decoded at `now` and returns the rate over the window.
@@ -54,7 +55,7 @@ mod tests {
     #[test]
     fn rate_is_measured_over_the_recent_window() {
         let t0 = Instant::now();
-        let mut w = RateWindow::new(Duration::from_secs(2), t0);
+        let mut w = RateWindow::new(Duration::from_secs(2), t0, 0);
         // 100 fps for 4 s, then 10 fps for 4 s: the window forgets the fast start.
         let mut frames = 0;
         for i in 1..=8u64 {

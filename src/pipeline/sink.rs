@@ -10,12 +10,15 @@ use super::{EmbeddedFrame, FaceOut};
 use crate::align::{square_crop, CROP};
 use crate::identify::{Gallery, MatchParams};
 use crate::output::manifest::Counts;
-use crate::output::{self, CropsDir, FaceRecord, OutputError, RunWriter, TrackRecord};
+use super::resume::Tail;
+use crate::output::{self, CropsDir, FaceRecord, OutputError, RunWriter, ShotRecord, TrackRecord};
+use crate::video::DecodeIssue;
 use crate::track::summary::{side_by_side, FaceInTrack, TrackSummary};
 use crate::track::{TrackInput, TrackParams, Tracker};
 
 /// A closed track, its crop already saved and its images dropped, so closed tracks cost a few
 /// hundred bytes each however long the video.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ClosedTrack {
     summary: TrackSummary,
     best_face_id: u64,
@@ -33,29 +36,86 @@ pub struct Sink<'a> {
     shot: Option<u64>,
     pub counts: Counts,
     next_face: u64,
+    /// Shots closed before the last frame pushed, and decode problems met so far.
+    shots: Vec<ShotRecord>,
+    issues: Vec<DecodeIssue>,
+}
+
+/// Everything a [`Sink`] carries from frame to frame, for a checkpoint.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SinkState {
+    tracker: Tracker,
+    /// Open tracks by id (a map's order is not stable, so a list).
+    open: Vec<TrackSummary>,
+    closed: Vec<ClosedTrack>,
+    shot: Option<u64>,
+    counts: Counts,
+    next_face: u64,
+    shots: Vec<ShotRecord>,
+    issues: Vec<DecodeIssue>,
 }
 
 impl<'a> Sink<'a> {
-    pub fn new(writer: &'a mut RunWriter, crops: &'a CropsDir, gallery: Option<&'a Gallery>, matching: MatchParams, track: TrackParams) -> Self {
+    /// A sink for a new run, or one continuing from `state` (a checkpoint's).
+    pub fn new(
+        writer: &'a mut RunWriter,
+        crops: &'a CropsDir,
+        gallery: Option<&'a Gallery>,
+        matching: MatchParams,
+        track: TrackParams,
+        state: Option<SinkState>,
+    ) -> Self {
+        let state = state.unwrap_or_else(|| SinkState {
+            tracker: Tracker::new(track),
+            open: Vec::new(),
+            closed: Vec::new(),
+            shot: None,
+            counts: Counts::default(),
+            next_face: 0,
+            shots: Vec::new(),
+            issues: Vec::new(),
+        });
         Self {
             writer,
             crops,
             gallery,
             matching,
-            tracker: Tracker::new(track),
-            open: HashMap::new(),
-            closed: Vec::new(),
-            shot: None,
-            counts: Counts::default(),
-            next_face: 0,
+            tracker: state.tracker,
+            open: state.open.into_iter().map(|s| (s.track_id, s)).collect(),
+            closed: state.closed,
+            shot: state.shot,
+            counts: state.counts,
+            next_face: state.next_face,
+            shots: state.shots,
+            issues: state.issues,
         }
+    }
+
+    /// The state to continue from, with the outputs synced to disk first.
+    pub fn checkpoint(&mut self) -> Result<(SinkState, (u64, u64)), OutputError> {
+        self.writer.sync()?;
+        let mut open: Vec<TrackSummary> = self.open.values().cloned().collect();
+        open.sort_by_key(|s| s.track_id);
+        let state = SinkState {
+            tracker: self.tracker.clone(),
+            open,
+            closed: self.closed.iter().map(|c| ClosedTrack { summary: c.summary.clone(), best_face_id: c.best_face_id, mean: c.mean.clone() }).collect(),
+            shot: self.shot,
+            counts: self.counts.clone(),
+            next_face: self.next_face,
+            shots: self.shots.clone(),
+            issues: self.issues.clone(),
+        };
+        Ok((state, self.writer.position()))
     }
 
     pub fn faces_written(&self) -> u64 {
         self.next_face
     }
 
-    pub fn push(&mut self, frame: EmbeddedFrame) -> Result<(), OutputError> {
+    pub fn push(&mut self, mut frame: EmbeddedFrame) -> Result<(), OutputError> {
+        self.shots.append(&mut frame.closed_shots);
+        self.issues.append(&mut frame.issues);
         if self.shot.is_some_and(|s| s != frame.shot) {
             let ended = self.tracker.end_all();
             self.close(&ended)?;
@@ -146,7 +206,10 @@ impl<'a> Sink<'a> {
     }
 
     /// Closes every track and returns the totals with the per-track rows.
-    pub fn finish(mut self) -> Result<Finished, OutputError> {
+    /// Closes every track; `tail` is what the decoder met after the last frame pushed.
+    pub fn finish(mut self, tail: &Tail) -> Result<Finished, OutputError> {
+        self.shots.extend(tail.shots.iter().cloned());
+        self.issues.extend(tail.issues.iter().cloned());
         let ended = self.tracker.end_all();
         self.close(&ended)?;
         self.closed.sort_by_key(|c| c.summary.track_id);
@@ -181,7 +244,7 @@ impl<'a> Sink<'a> {
         }
         self.counts.tracks = records.len() as u64;
         self.counts.id_switches_prevented = self.tracker.id_switches_prevented();
-        Ok(Finished { counts: self.counts, tracks: records, track_rows: rows })
+        Ok(Finished { counts: self.counts, tracks: records, track_rows: rows, shots: self.shots, issues: self.issues })
     }
 }
 
@@ -190,6 +253,8 @@ pub struct Finished {
     pub counts: Counts,
     pub tracks: Vec<TrackRecord>,
     pub track_rows: Vec<Vec<f32>>,
+    pub shots: Vec<ShotRecord>,
+    pub issues: Vec<DecodeIssue>,
 }
 
 /// Seconds to the microsecond, as written everywhere.

@@ -33,9 +33,26 @@ pub struct CutDetector {
     last_cut: u64,
 }
 
+/// What a [`CutDetector`] carries from one frame to the next, for a checkpoint.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CutState {
+    pub prev: Option<Vec<f32>>,
+    pub last_cut: u64,
+}
+
 impl CutDetector {
     pub fn new(threshold: f32, min_shot: u64) -> Self {
         Self { threshold, min_shot, prev: None, last_cut: 0 }
+    }
+
+    pub fn state(&self) -> CutState {
+        CutState { prev: self.prev.map(|h| h.to_vec()), last_cut: self.last_cut }
+    }
+
+    /// Continues from a [`state`](Self::state); a histogram of the wrong length is ignored.
+    pub fn restore(&mut self, state: &CutState) {
+        self.prev = state.prev.as_ref().and_then(|h| <[f32; 3 * BINS]>::try_from(h.as_slice()).ok());
+        self.last_cut = state.last_cut;
     }
 
     /// `frame_idx` must increase by one each call. Returns the histogram distance to the previous

@@ -37,7 +37,7 @@ pub struct TrackInput<'a> {
     pub embedding: Option<&'a [f32]>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Track {
     id: u64,
     bbox: [f32; 4],
@@ -82,6 +82,7 @@ impl Track {
 }
 
 /// The ByteTrack-style state machine; see the module docs.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Tracker {
     params: TrackParams,
     tracks: Vec<Track>,

@@ -5,7 +5,7 @@ use crate::embed::l2_normalize;
 use crate::types::RgbImage;
 
 /// The best face so far and the images to save for it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct BestFace {
     pub rank: f64,
     pub face_id: u64,
@@ -14,7 +14,7 @@ pub struct BestFace {
 }
 
 /// One open track's running totals.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrackSummary {
     pub track_id: u64,
     pub shot: u64,

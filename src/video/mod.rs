@@ -62,6 +62,8 @@ pub struct DecodedFrame {
     pub sampled: bool,
     /// Presentation time in seconds (pts × time base), as players show it.
     pub t: f64,
+    /// The raw presentation timestamp, which a resumed run seeks by.
+    pub pts: Option<i64>,
     pub image: Option<RgbImage>,
     /// The sampled frame scaled down as [`VideoDecoder::with_scaled`] asked (for a detector).
     pub scaled: Option<RgbImage>,
@@ -70,7 +72,7 @@ pub struct DecodedFrame {
 }
 
 /// Something that went wrong with part of the stream while decoding went on.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum DecodeIssue {
     /// The decoder rejected a packet; the frame(s) in it are lost.
     BadPacket { after_frame: u64, reason: String },
@@ -112,6 +114,8 @@ pub struct VideoDecoder {
     last_t: Option<f64>,
     eof_sent: bool,
     ended: bool,
+    /// `frame` holds a decoded frame not yet emitted (the first one after a resume).
+    held: bool,
     /// Where the latest issue happened: one mid-stream explains a short frame count; one at the
     /// very end is what a cut-off file looks like.
     last_issue_at: Option<u64>,
@@ -178,6 +182,7 @@ impl VideoDecoder {
             last_t: None,
             eof_sent: false,
             ended: false,
+            held: false,
             last_issue_at: None,
             issues: Vec::new(),
         })
@@ -213,9 +218,57 @@ impl VideoDecoder {
 
     /// The next frame in decode order, or `None` at the end of the stream.
     pub fn next_frame(&mut self) -> Result<Option<DecodedFrame>, VideoError> {
+        if std::mem::take(&mut self.held) || self.pull()? {
+            return self.emit().map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Continues a checkpointed run after frame `next_idx - 1`, whose presentation timestamp
+    /// was `last_pts` and time `last_t`: seeks to the keyframe before it and decodes, without
+    /// converting, past it. Without timestamps, or when the seek lands beyond that frame, it
+    /// decodes from the start and counts frames instead.
+    pub fn resume_after(&mut self, next_idx: u64, last_pts: Option<i64>, last_t: f64) -> Result<(), VideoError> {
+        self.last_t = Some(last_t);
+        if next_idx == 0 {
+            return Ok(());
+        }
+        if let Some(target) = last_pts {
+            let us = (target as f64 * self.info.time_base * 1e6).floor() as i64;
+            if self.input.seek(us, ..us + 1).is_ok() {
+                self.decoder.flush();
+                self.eof_sent = false;
+                let mut first = true;
+                while self.pull()? {
+                    match self.frame.timestamp() {
+                        Some(pts) if first && pts > target => break, // landed past it
+                        Some(pts) if pts > target => {
+                            self.next_idx = next_idx;
+                            self.held = true;
+                            return Ok(());
+                        }
+                        Some(_) => first = false,
+                        None => break,
+                    }
+                }
+            }
+        }
+        // The sure way: from the start, counting.
+        self.input.seek(0, ..1).map_err(|e| VideoError::Decoder { path: self.path.clone(), reason: format!("cannot rewind to resume: {e}") })?;
+        self.decoder.flush();
+        (self.eof_sent, self.ended) = (false, false);
+        self.next_idx = 0;
+        while self.next_idx < next_idx && self.pull()? {
+            self.next_idx += 1;
+        }
+        Ok(())
+    }
+
+    /// Decodes the next frame into `self.frame`; false at the end of the stream.
+    fn pull(&mut self) -> Result<bool, VideoError> {
         loop {
             match self.decoder.receive_frame(&mut self.frame) {
-                Ok(()) => return self.emit().map(Some),
+                Ok(()) => return Ok(true),
                 Err(ffmpeg::Error::Eof) => return Ok(self.end()),
                 Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {}
                 Err(e) => {
@@ -241,7 +294,7 @@ impl VideoDecoder {
     /// The end of the stream. A stream that stops short of the frame count its container lists,
     /// with no damage before its last frame, was cut off: a truncated file whose index survived
     /// (moov first) reads to EOF with at most a broken last packet, so this is the clear sign.
-    fn end(&mut self) -> Option<DecodedFrame> {
+    fn end(&mut self) -> bool {
         let at_the_end = self.last_issue_at.is_none_or(|at| at == self.next_idx);
         if !std::mem::replace(&mut self.ended, true) && at_the_end {
             if let Some(total) = self.info.frames_total.filter(|&t| self.next_idx < t) {
@@ -249,7 +302,7 @@ impl VideoDecoder {
                 self.issues.push(DecodeIssue::EndedEarly { after_frame: self.next_idx, reason });
             }
         }
-        None
+        false
     }
 
     /// Reads packets until one of our stream is accepted by the decoder, or signals the end.
@@ -316,7 +369,7 @@ impl VideoDecoder {
             }
             _ => None,
         };
-        Ok(DecodedFrame { idx, sampled, t, image, scaled, thumb })
+        Ok(DecodedFrame { idx, sampled, t, pts: self.frame.timestamp(), image, scaled, thumb })
     }
 }
 
