@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -13,46 +12,80 @@ use crate::onnx::RuntimeInfo;
 use crate::types::SkipReason;
 use crate::video::VideoInfo;
 
-/// Count, total and maximum of one stage's per-item time.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct StageStats {
-    pub count: u64,
-    pub total: Duration,
-    pub max: Duration,
+/// One stage's per-frame times over a whole run (resumed parts included), from `timings.jsonl`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StageSummary {
+    pub frames: u64,
+    pub total_s: f64,
+    pub min_ms: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub max_ms: f64,
 }
 
-impl StageStats {
-    pub fn add(&mut self, d: Duration) {
-        self.count += 1;
-        self.total += d;
-        self.max = self.max.max(d);
+impl StageSummary {
+    /// Summary of `ms` (nearest-rank percentiles).
+    pub fn of(mut ms: Vec<f64>) -> Self {
+        if ms.is_empty() {
+            return Self::default();
+        }
+        ms.sort_by(f64::total_cmp);
+        let rank = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+        let total: f64 = ms.iter().sum();
+        let r = |v: f64| (v * 1e3).round() / 1e3;
+        Self {
+            frames: ms.len() as u64,
+            total_s: r(total / 1e3),
+            min_ms: r(ms[0]),
+            mean_ms: r(total / ms.len() as f64),
+            p50_ms: r(rank(0.5)),
+            p95_ms: r(rank(0.95)),
+            max_ms: r(ms[ms.len() - 1]),
+        }
     }
 }
 
-impl Serialize for StageStats {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-        let mean = if self.count == 0 { Duration::ZERO } else { self.total / self.count as u32 };
-        serde_json::json!({
-            "count": self.count,
-            "total_s": (self.total.as_secs_f64() * 1e3).round() / 1e3,
-            "mean_ms": ms(mean),
-            "max_ms": ms(self.max),
-        })
-        .serialize(s)
-    }
-}
-
-/// Per-stage timings of a run.
+/// Per-stage time per sampled frame: `decode` covers the frames decoded since the previous
+/// sampled one and the detector input, `embed` the frame's share of its embedder calls.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Timings {
-    pub decode: StageStats,
-    /// Letterboxing each sampled frame into the detector input (on the decode thread).
-    pub prepare: StageStats,
-    pub detect: StageStats,
-    pub align: StageStats,
-    pub embed: StageStats,
-    pub write: StageStats,
+    pub decode: StageSummary,
+    pub detect: StageSummary,
+    pub align: StageSummary,
+    pub embed: StageSummary,
+}
+
+impl Timings {
+    pub fn from_rows(rows: &[crate::output::TimingRecord]) -> Self {
+        let of = |f: fn(&crate::output::TimingRecord) -> f64| StageSummary::of(rows.iter().map(f).collect());
+        Self { decode: of(|r| r.decode_ms), detect: of(|r| r.detect_ms), align: of(|r| r.align_ms), embed: of(|r| r.embed_ms) }
+    }
+}
+
+/// The machine a run ran on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Host {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub os: String,
+}
+
+impl Host {
+    pub fn here() -> Self {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map_or("unknown", str::trim).to_string();
+        let meminfo = read("/proc/meminfo");
+        let kib = meminfo.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        Self {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib: (kib / (1024.0 * 1024.0) * 10.0).round() / 10.0,
+            os: format!("{} {}", std::env::consts::OS, read("/proc/sys/kernel/osrelease").trim()),
+        }
+    }
 }
 
 /// What a run did, counted.
@@ -141,6 +174,7 @@ pub struct Manifest {
     pub input: InputFacts,
     pub models: BTreeMap<&'static str, ModelFile>,
     pub onnxruntime: RuntimeInfo,
+    pub host: Host,
     pub threads: ThreadSplit,
     pub embed_batching: EmbedBatching,
     /// `done`, `done_with_errors` (decode problems, see `decode_issues`) or `interrupted`.
@@ -174,6 +208,19 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::StageSummary;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let s = StageSummary::of((1..=100).map(f64::from).collect());
+        assert_eq!((s.frames, s.min_ms, s.p50_ms, s.p95_ms, s.max_ms, s.mean_ms), (100, 1.0, 50.0, 95.0, 100.0, 50.5));
+        assert_eq!(StageSummary::of(vec![]).frames, 0);
+        assert_eq!(StageSummary::of(vec![7.0]).p95_ms, 7.0);
+    }
 }
 
 #[cfg(test)]

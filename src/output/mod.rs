@@ -19,6 +19,7 @@ use crate::types::{FaceQuality, RgbImage, SkipReason};
 
 pub const FACES: &str = "faces.jsonl";
 pub const EMBEDDINGS: &str = "embeddings.npy";
+pub const TIMINGS: &str = "timings.jsonl";
 pub const PROGRESS: &str = "progress.json";
 pub const MANIFEST: &str = "manifest.json";
 pub const SHOTS: &str = "shots.jsonl";
@@ -55,6 +56,17 @@ pub struct FaceRecord {
     pub quality: FaceQuality,
     /// `None` without seeds, or for a face that was not embedded.
     pub identity: Option<Identity>,
+}
+
+/// One row of `timings.jsonl`: where the time of one sampled frame went.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct TimingRecord {
+    pub frame_idx: u64,
+    pub decode_ms: f64,
+    pub detect_ms: f64,
+    pub align_ms: f64,
+    pub embed_ms: f64,
+    pub faces: u64,
 }
 
 /// One row of `shots.jsonl`: a run of frames between two cuts.
@@ -219,12 +231,23 @@ fn partial_name(path: &Path) -> PathBuf {
 pub struct RunWriter {
     faces_path: PathBuf,
     emb_path: PathBuf,
+    timings_path: PathBuf,
     faces: Option<BufWriter<File>>,
     faces_bytes: u64,
+    timings: Option<BufWriter<File>>,
+    timings_bytes: u64,
     /// `None` without an embedder (dim 0): finish writes the empty array.
     embeddings: Option<BufWriter<File>>,
     rows: u64,
     dim: usize,
+}
+
+/// How far a [`RunWriter`]'s files go: what a checkpoint records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Position {
+    pub faces_bytes: u64,
+    pub embedding_rows: u64,
+    pub timings_bytes: u64,
 }
 
 /// Bytes of the `embeddings.npy` header: room for any row count.
@@ -249,14 +272,15 @@ impl RunWriter {
 
     /// Reopens a checkpointed run's partial files (or, after an interrupted run published
     /// them, its final files), cut back to `faces_bytes` and `rows`, to append after them.
-    pub fn resume(dir: &Path, dim: usize, faces_bytes: u64, rows: u64) -> Result<Self, OutputError> {
-        Self::open(dir, dim, Some((faces_bytes, rows)))
+    pub fn resume(dir: &Path, dim: usize, at: Position) -> Result<Self, OutputError> {
+        Self::open(dir, dim, Some(at))
     }
 
-    fn open(dir: &Path, dim: usize, checkpoint: Option<(u64, u64)>) -> Result<Self, OutputError> {
+    fn open(dir: &Path, dim: usize, checkpoint: Option<Position>) -> Result<Self, OutputError> {
         let faces_path = dir.join(FACES);
         let emb_path = dir.join(EMBEDDINGS);
-        let (faces_bytes, rows) = checkpoint.unwrap_or((0, 0));
+        let timings_path = dir.join(TIMINGS);
+        let Position { faces_bytes, embedding_rows: rows, timings_bytes } = checkpoint.unwrap_or_default();
         let open = |final_path: &Path, len: u64| -> Result<BufWriter<File>, OutputError> {
             let tmp = partial_name(final_path);
             if checkpoint.is_some() && !tmp.exists() && final_path.exists() {
@@ -274,6 +298,7 @@ impl RunWriter {
             Ok(BufWriter::new(f))
         };
         let faces = open(&faces_path, faces_bytes)?;
+        let timings = open(&timings_path, timings_bytes)?;
         let embeddings = if dim == 0 {
             None
         } else {
@@ -283,7 +308,7 @@ impl RunWriter {
             }
             Some(w)
         };
-        Ok(Self { faces_path, emb_path, faces: Some(faces), faces_bytes, embeddings, rows, dim })
+        Ok(Self { faces_path, emb_path, timings_path, faces: Some(faces), faces_bytes, timings: Some(timings), timings_bytes, embeddings, rows, dim })
     }
 
     /// Length of each embedding row.
@@ -291,9 +316,32 @@ impl RunWriter {
         self.dim
     }
 
-    /// `(faces.jsonl bytes, embedding rows)` written so far: what a checkpoint records.
-    pub fn position(&self) -> (u64, u64) {
-        (self.faces_bytes, self.rows)
+    /// How far the files go now.
+    pub fn position(&self) -> Position {
+        Position { faces_bytes: self.faces_bytes, embedding_rows: self.rows, timings_bytes: self.timings_bytes }
+    }
+
+    /// Appends one line to `timings.jsonl`.
+    pub fn push_timing(&mut self, row: &TimingRecord) -> Result<(), OutputError> {
+        let path = partial_name(&self.timings_path);
+        let w = self.timings.as_mut().ok_or_else(|| closed(&path))?;
+        let mut line = serde_json::to_vec(row).map_err(|e| OutputError { path: path.clone(), source: e.into() })?;
+        line.push(b'\n');
+        w.write_all(&line).map_err(at(&path))?;
+        self.timings_bytes += line.len() as u64;
+        Ok(())
+    }
+
+    /// Every row of `timings.jsonl` so far (earlier processes' included, for the manifest).
+    pub fn timing_rows(&mut self) -> Result<Vec<TimingRecord>, OutputError> {
+        let path = partial_name(&self.timings_path);
+        if let Some(w) = self.timings.as_mut() {
+            w.flush().map_err(at(&path))?;
+        }
+        let text = fs::read_to_string(&path).map_err(at(&path))?;
+        text.lines()
+            .map(|l| serde_json::from_str(l).map_err(|e| OutputError { path: path.clone(), source: e.into() }))
+            .collect()
     }
 
     /// Appends one embedding row and returns its index.
@@ -323,7 +371,7 @@ impl RunWriter {
 
     /// Flushes both files to disk, so a checkpoint's lengths are durable.
     pub fn sync(&mut self) -> Result<(), OutputError> {
-        for (w, path) in [(self.faces.as_mut(), &self.faces_path), (self.embeddings.as_mut(), &self.emb_path)] {
+        for (w, path) in [(self.faces.as_mut(), &self.faces_path), (self.embeddings.as_mut(), &self.emb_path), (self.timings.as_mut(), &self.timings_path)] {
             if let Some(w) = w {
                 let tmp = partial_name(path);
                 w.flush().map_err(at(&tmp))?;
@@ -346,10 +394,14 @@ impl RunWriter {
             }
             None => fs::write(&emb_tmp, empty_npy(self.dim)).map_err(at(&emb_tmp))?,
         }
-        if let Some(w) = self.faces.take() {
-            let f = w.into_inner().map_err(|e| OutputError { path: faces_tmp.clone(), source: e.into_error() })?;
-            f.sync_all().map_err(at(&faces_tmp))?;
+        let timings_tmp = partial_name(&self.timings_path);
+        for (w, tmp) in [(self.faces.take(), &faces_tmp), (self.timings.take(), &timings_tmp)] {
+            if let Some(w) = w {
+                let f = w.into_inner().map_err(|e| OutputError { path: tmp.clone(), source: e.into_error() })?;
+                f.sync_all().map_err(at(tmp))?;
+            }
         }
+        fs::rename(&timings_tmp, &self.timings_path).map_err(at(&self.timings_path))?;
         fs::rename(&emb_tmp, &self.emb_path).map_err(at(&self.emb_path))?;
         fs::rename(&faces_tmp, &self.faces_path).map_err(at(&self.faces_path))
     }

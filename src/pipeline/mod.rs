@@ -37,7 +37,7 @@ use crate::embed::sface::{crops_to_tensor, SfaceEmbedder};
 use crate::embed::batching::{max_crops_for, Packer, Part};
 use crate::embed::Embedder;
 use crate::onnx::{self, OnnxError};
-use crate::output::manifest::{Counts, EmbedBatching, InputFacts, Manifest, ModelFile, StageStats, ThreadSplit, Timings};
+use crate::output::manifest::{Counts, EmbedBatching, Host, InputFacts, Manifest, ModelFile, ThreadSplit, Timings};
 use crate::output::{self, CropsDir, OutputError, Progress, RunWriter, ShotRecord};
 use crate::track::cuts::CutDetector;
 use crate::types::{Detection, FaceQuality, RgbImage, SkipReason};
@@ -115,6 +115,8 @@ struct SampledFrame {
 /// checkpoint taken after writing it continues from there) and the shots closed and problems
 /// met since the previous sampled frame.
 struct Carry {
+    /// Decoding since the previous sampled frame, and this frame's detector input.
+    decode_ms: f64,
     decode: DecodeState,
     closed_shots: Vec<ShotRecord>,
     issues: Vec<DecodeIssue>,
@@ -137,9 +139,19 @@ struct EmbeddedFrame {
     shot: u64,
     faces: Vec<FaceOut>,
     embed_calls: u64,
+    timing: FrameTiming,
     decode: DecodeState,
     closed_shots: Vec<ShotRecord>,
     issues: Vec<DecodeIssue>,
+}
+
+/// Milliseconds a sampled frame spent in each stage (a row of `timings.jsonl`).
+#[derive(Default)]
+struct FrameTiming {
+    decode_ms: f64,
+    detect_ms: f64,
+    align_ms: f64,
+    embed_ms: f64,
 }
 
 struct Shared {
@@ -220,6 +232,7 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
         },
         models: run.models,
         onnxruntime: runtime,
+        host: Host::here(),
         threads: split,
         embed_batching: run.batching,
         started_at,
@@ -306,14 +319,15 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     };
     let dim = embedders.as_ref().map_or(0, |e| e.full.dim());
     let (mut writer, crops) = match &checkpoint {
-        Some(c) => (RunWriter::resume(&cfg.out_dir, dim, c.faces_bytes, c.embedding_rows)?, CropsDir::resume(&cfg.out_dir)?),
+        Some(c) => (RunWriter::resume(&cfg.out_dir, dim, c.position)?, CropsDir::resume(&cfg.out_dir)?),
         None => (RunWriter::create(&cfg.out_dir, dim)?, CropsDir::create(&cfg.out_dir)?),
     };
     let batching = EmbedBatching::plan(&cfg.settings.embed);
 
     let budget = Arc::new(CpuBudget::new(cfg.threads));
     let (first_frame, first_sampled) = checkpoint.as_ref().map_or((0, 0), |c| (c.decode.next_frame, c.decode.sampled));
-    let shared = Arc::new(Shared { decoded: AtomicU64::new(first_frame), sampled: AtomicU64::new(first_sampled) });
+    let decoded_before = checkpoint.as_ref().and_then(|c| c.tail.as_ref()).map_or(first_frame, |t| t.frames_decoded);
+    let shared = Arc::new(Shared { decoded: AtomicU64::new(decoded_before), sampled: AtomicU64::new(first_sampled) });
     // A rendezvous: one chunk is decoded while the previous one is inferred, no more.
     let (frame_tx, frame_rx) = bounded::<Vec<SampledFrame>>(0);
     let (face_tx, face_rx) = bounded::<EmbeddedFrame>(CHANNEL_DEPTH);
@@ -352,6 +366,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
                         return Ok(stats);
                     }
                     if ended {
+                        stats.tail.frames_decoded = shared.decoded.load(Ordering::Relaxed);
                         stats.tail.shots = side.finish();
                         if !stats.interrupted {
                             stats.tail.input_blake3 = Some(decoder.input_blake3()?);
@@ -374,14 +389,15 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
             .spawn(move || -> Result<InferStats, OnnxError> {
                 let mut stats = InferStats::default();
                 for frame in frame_rx.into_iter().flatten() {
+                    let mut timing = FrameTiming { decode_ms: frame.carry.decode_ms, ..FrameTiming::default() };
                     let faces = match (detectors.as_mut(), &frame.input, &frame.image) {
                         (Some(d), Some(input), Some(image)) => {
                             let (dets, took) = d.run(&budget, |d| d.detect_prepared(input))?;
-                            stats.timings.detect.add(took);
+                            timing.detect_ms = ms(took);
                             budget.run(1, || {
                                 let t1 = Instant::now();
                                 let faces: Vec<FaceOut> = dets.into_iter().map(|det| assess(image, det, &gates)).collect();
-                                stats.timings.align.add(t1.elapsed());
+                                timing.align_ms = ms(t1.elapsed());
                                 faces
                             })
                         }
@@ -396,18 +412,18 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
                     } else {
                         (0..passed.len()).map(|start| vec![Part { frame: frame.idx, start, len: 1 }]).collect()
                     };
-                    let Carry { decode, closed_shots, issues } = frame.carry;
-                    let waiting_frame = EmbeddedFrame { idx: frame.idx, t: frame.t, shot: frame.shot, faces, embed_calls: 0, decode, closed_shots, issues };
+                    let Carry { decode, closed_shots, issues, .. } = frame.carry;
+                    let waiting_frame = EmbeddedFrame { idx: frame.idx, t: frame.t, shot: frame.shot, faces, embed_calls: 0, timing, decode, closed_shots, issues };
                     waiting.push_back(Waiting { remaining: passed.len(), passed, frame: waiting_frame });
                     for call in calls {
-                        run_call(&call, &mut waiting, embedders.as_mut(), &budget, &mut stats)?;
+                        run_call(&call, &mut waiting, embedders.as_mut(), &budget)?;
                     }
                     if !send_ready(&mut waiting, &face_tx) {
                         return Ok(stats);
                     }
                 }
                 if let Some(call) = packer.flush() {
-                    run_call(&call, &mut waiting, embedders.as_mut(), &budget, &mut stats)?;
+                    run_call(&call, &mut waiting, embedders.as_mut(), &budget)?;
                 }
                 send_ready(&mut waiting, &face_tx);
                 stats.frames_split = packer.split_frames();
@@ -425,7 +441,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     // downstream; an inference error explains a writer that saw the channel close.
     let decoded = decode_handle.join().map_err(|_| HarvestError::Panicked { stage: "decode" })??;
     let infer = infer_handle.join().map_err(|_| HarvestError::Panicked { stage: "infer" })??;
-    let (mut sink, write_stats, last_progress) = written?;
+    let (mut sink, last_progress) = written?;
 
     let mut tail = decoded.tail.clone();
     tail.issues.extend(decoded.issues_after_last_frame.iter().cloned());
@@ -436,8 +452,8 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
             std::process::abort();
         }
     }
-    history.push(keeper.attempt());
-    let sink::Finished { mut counts, tracks, track_rows, shots, issues: decode_issues } = sink.finish(&tail)?;
+    history.push(Attempt { frames_done: shared.decoded.load(Ordering::Relaxed), ..keeper.attempt() });
+    let sink::Finished { mut counts, tracks, track_rows, shots, issues: decode_issues, timings } = sink.finish(&tail)?;
 
     let mut issues = Vec::new();
     for issue in &decode_issues {
@@ -462,14 +478,6 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     output::write_jsonl_atomic(&cfg.out_dir.join(output::TRACKS), &tracks)?;
     output::write_npy_atomic(&cfg.out_dir.join(output::TRACK_EMBEDDINGS), &track_rows, writer.dim())?;
     writer.finish()?;
-    let timings = Timings {
-        decode: decoded.decode,
-        prepare: decoded.prepare,
-        detect: infer.timings.detect,
-        align: infer.timings.align,
-        embed: infer.timings.embed,
-        write: write_stats,
-    };
     let status = match (decoded.interrupted, issues.is_empty()) {
         (true, _) => "interrupted",
         (false, true) => "done",
@@ -512,10 +520,11 @@ impl Keeper<'_> {
     /// Syncs the outputs and records where the run stands; nothing to do before the first frame.
     fn save(&mut self, sink: &mut Sink, tail: Option<Tail>) -> Result<(), OutputError> {
         let Some(decode) = self.last.clone() else { return Ok(()) };
-        let (state, (faces_bytes, embedding_rows)) = sink.checkpoint()?;
+        let (state, position) = sink.checkpoint()?;
         let mut history = self.history.clone();
-        history.push(self.attempt());
-        let checkpoint = Checkpoint { identity: self.identity.clone(), decode, sink: state, faces_bytes, embedding_rows, tail, history };
+        let done = tail.as_ref().map_or(decode.next_frame, |t| t.frames_decoded);
+        history.push(Attempt { frames_done: done, ..self.attempt() });
+        let checkpoint = Checkpoint { identity: self.identity.clone(), decode, sink: state, position, tail, history };
         checkpoint.save(self.out_dir)
     }
 }
@@ -528,8 +537,6 @@ const CHUNK: usize = 8;
 struct DecodeStats {
     /// Stopped early because a signal asked to.
     interrupted: bool,
-    decode: StageStats,
-    prepare: StageStats,
     tail: Tail,
     /// Problems met after the last sampled frame (they had no frame to ride on).
     issues_after_last_frame: Vec<DecodeIssue>,
@@ -544,6 +551,8 @@ struct DecodeSide {
     sampled: u64,
     closed: Vec<ShotRecord>,
     issues: Vec<DecodeIssue>,
+    /// Decoding time since the last sampled frame.
+    decode_ms: f64,
 }
 
 impl DecodeSide {
@@ -559,6 +568,7 @@ impl DecodeSide {
             sampled: resume.map_or(0, |r| r.sampled),
             closed: Vec::new(),
             issues: Vec::new(),
+            decode_ms: 0.0,
         }
     }
 
@@ -584,6 +594,7 @@ impl DecodeSide {
     fn carry(&mut self, next_frame: u64, pts: Option<i64>, t: f64) -> Carry {
         let shot = self.shot.clone().unwrap_or(ShotRecord { shot: 0, start_frame: 0, end_frame: 0, t_start: 0.0, t_end: 0.0 });
         Carry {
+            decode_ms: std::mem::take(&mut self.decode_ms),
             decode: DecodeState { next_frame, pts, t, sampled: self.sampled, cut: self.cuts.state(), shot },
             closed_shots: std::mem::take(&mut self.closed),
             issues: std::mem::take(&mut self.issues),
@@ -625,7 +636,7 @@ fn decode_chunk(
             stats.issues_after_last_frame = std::mem::take(&mut side.issues);
             return (chunk, Ok(true));
         };
-        stats.decode.add(t0.elapsed());
+        side.decode_ms += ms(t0.elapsed());
         shared.decoded.fetch_add(1, Ordering::Relaxed);
         let shot = side.frame(frame.idx, frame.t, &frame.thumb);
         if frame.sampled {
@@ -637,9 +648,7 @@ fn decode_chunk(
                 (Some(p), Some(full), Some(scaled)) => Some(p.prepare_scaled(scaled, full.width as u32, full.height as u32)),
                 _ => None,
             };
-            if input.is_some() {
-                stats.prepare.add(t1.elapsed());
-            }
+            side.decode_ms += ms(t1.elapsed());
             let carry = side.carry(frame.idx + 1, frame.pts, frame.t);
             chunk.push(SampledFrame { idx: frame.idx, t: frame.t, shot, image, input, carry });
             if chunk.len() == CHUNK {
@@ -675,8 +684,11 @@ impl<T> Shares<T> {
 
 #[derive(Default)]
 struct InferStats {
-    timings: Timings,
     frames_split: u64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 /// Estimated memory of one crop inside an SFace call: its 147 KiB input plus activations.
@@ -714,7 +726,6 @@ fn run_call(
     waiting: &mut VecDeque<Waiting>,
     embedders: Option<&mut Shares<SfaceEmbedder>>,
     budget: &CpuBudget,
-    stats: &mut InferStats,
 ) -> Result<(), OnnxError> {
     let Some(embedders) = embedders else { return Ok(()) };
     let find = |w: &VecDeque<Waiting>, frame: u64| w.iter().position(|x| x.frame.idx == frame);
@@ -726,7 +737,11 @@ fn run_call(
     let crops: Vec<&RgbImage> = slots.iter().filter_map(|&(at, face)| waiting[at].frame.faces[face].aligned.as_ref()).collect();
     let tensor = crops_to_tensor(&crops);
     let (vectors, took) = embedders.run(budget, |e| e.embed_tensor(tensor.view()))?;
-    stats.timings.embed.add(took);
+    // Each frame's share of the call, by its crops.
+    let share = ms(took) / slots.len().max(1) as f64;
+    for &(at, _) in &slots {
+        waiting[at].frame.timing.embed_ms += share;
+    }
     for ((at, face), v) in slots.into_iter().zip(vectors) {
         waiting[at].frame.faces[face].embedding = Some(v);
         waiting[at].remaining -= 1;
@@ -777,7 +792,7 @@ fn assess(image: &RgbImage, det: Detection, gates: &crate::config::Quality) -> F
     FaceOut { det, quality, skip, embedding: None, aligned, context }
 }
 
-type Written<'a> = (Sink<'a>, StageStats, Progress);
+type Written<'a> = (Sink<'a>, Progress);
 
 /// Feeds every frame to the sink in order and keeps progress.json (and the terminal bar) current.
 fn write_stage<'a>(
@@ -796,7 +811,6 @@ fn write_stage<'a>(
     let bar = !cfg.quiet && std::io::stderr().is_terminal();
     // fps and ETA count this process's frames only (a resumed run starts past zero).
     let mut rate = RateWindow::new(Duration::from_secs(5), start, shared.decoded.load(Ordering::Relaxed));
-    let mut stats = StageStats::default();
     let mut last_write: Option<Instant> = None;
     let snapshot = |rate: &mut RateWindow, faces: u64| {
         let decoded = shared.decoded.load(Ordering::Relaxed);
@@ -817,11 +831,9 @@ fn write_stage<'a>(
     loop {
         match rx.recv_timeout(interval) {
             Ok(frame) => {
-                let t0 = Instant::now();
                 let decode = frame.decode.clone();
                 sink.push(frame)?;
                 keeper.last = Some(decode);
-                stats.add(t0.elapsed());
                 if last_checkpoint.elapsed() >= checkpoint_every {
                     keeper.save(&mut sink, None)?;
                     last_checkpoint = Instant::now();
@@ -847,7 +859,7 @@ fn write_stage<'a>(
     if bar {
         eprintln!("\r{}\x1b[K", bar_line(p.frames_decoded, p.frames_total, p.fps, p.faces, Some(0.0)));
     }
-    Ok((sink, stats, p))
+    Ok((sink, p))
 }
 
 #[cfg(test)]

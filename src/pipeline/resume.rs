@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::sink::SinkState;
 use crate::config::HarvestConfig;
 use crate::output::manifest::{mtime_ns, ModelFile};
-use crate::output::{self, OutputError, ShotRecord};
+use crate::output::{self, OutputError, Position, ShotRecord};
 use crate::track::cuts::CutState;
 use crate::video::DecodeIssue;
 
@@ -39,6 +39,8 @@ pub struct DecodeState {
 /// What only the end of the stream knows: the last shots, the last problems, the input's hash.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Tail {
+    /// Frames decoded in all (some may follow the last sampled frame).
+    pub frames_decoded: u64,
     pub shots: Vec<ShotRecord>,
     pub issues: Vec<DecodeIssue>,
     pub input_blake3: Option<String>,
@@ -59,8 +61,7 @@ pub struct Checkpoint {
     pub identity: serde_json::Value,
     pub decode: DecodeState,
     pub sink: SinkState,
-    pub faces_bytes: u64,
-    pub embedding_rows: u64,
+    pub position: Position,
     /// Present once every frame was processed (finalisation pending).
     pub tail: Option<Tail>,
     /// Earlier processes, then this one as of the checkpoint.
@@ -70,16 +71,15 @@ pub struct Checkpoint {
 /// A checkpoint without its sink state (which goes to the sink): where to pick up.
 pub struct ResumePoint {
     pub decode: DecodeState,
-    pub faces_bytes: u64,
-    pub embedding_rows: u64,
+    pub position: Position,
     pub tail: Option<Tail>,
     pub history: Vec<Attempt>,
 }
 
 impl Checkpoint {
     pub fn split(self) -> (SinkState, ResumePoint) {
-        let Checkpoint { identity: _, decode, sink, faces_bytes, embedding_rows, tail, history } = self;
-        (sink, ResumePoint { decode, faces_bytes, embedding_rows, tail, history })
+        let Checkpoint { identity: _, decode, sink, position, tail, history } = self;
+        (sink, ResumePoint { decode, position, tail, history })
     }
 
     /// The checkpoint in `out_dir`, if there is a readable one.

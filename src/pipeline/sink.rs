@@ -9,9 +9,9 @@ use ndarray::Array2;
 use super::{EmbeddedFrame, FaceOut};
 use crate::align::{square_crop, CROP};
 use crate::identify::{Gallery, MatchParams};
-use crate::output::manifest::Counts;
+use crate::output::manifest::{Counts, Timings};
 use super::resume::Tail;
-use crate::output::{self, CropsDir, FaceRecord, OutputError, RunWriter, ShotRecord, TrackRecord};
+use crate::output::{self, CropsDir, FaceRecord, OutputError, Position, RunWriter, ShotRecord, TimingRecord, TrackRecord};
 use crate::video::DecodeIssue;
 use crate::track::summary::{side_by_side, FaceInTrack, TrackSummary};
 use crate::track::{TrackInput, TrackParams, Tracker};
@@ -92,7 +92,7 @@ impl<'a> Sink<'a> {
     }
 
     /// The state to continue from, with the outputs synced to disk first.
-    pub fn checkpoint(&mut self) -> Result<(SinkState, (u64, u64)), OutputError> {
+    pub fn checkpoint(&mut self) -> Result<(SinkState, Position), OutputError> {
         self.writer.sync()?;
         let mut open: Vec<TrackSummary> = self.open.values().cloned().collect();
         open.sort_by_key(|s| s.track_id);
@@ -116,6 +116,16 @@ impl<'a> Sink<'a> {
     pub fn push(&mut self, mut frame: EmbeddedFrame) -> Result<(), OutputError> {
         self.shots.append(&mut frame.closed_shots);
         self.issues.append(&mut frame.issues);
+        let r = |ms: f64| (ms * 1e3).round() / 1e3;
+        let t = &frame.timing;
+        self.writer.push_timing(&TimingRecord {
+            frame_idx: frame.idx,
+            decode_ms: r(t.decode_ms),
+            detect_ms: r(t.detect_ms),
+            align_ms: r(t.align_ms),
+            embed_ms: r(t.embed_ms),
+            faces: frame.faces.len() as u64,
+        })?;
         if self.shot.is_some_and(|s| s != frame.shot) {
             let ended = self.tracker.end_all();
             self.close(&ended)?;
@@ -244,7 +254,8 @@ impl<'a> Sink<'a> {
         }
         self.counts.tracks = records.len() as u64;
         self.counts.id_switches_prevented = self.tracker.id_switches_prevented();
-        Ok(Finished { counts: self.counts, tracks: records, track_rows: rows, shots: self.shots, issues: self.issues })
+        let timings = Timings::from_rows(&self.writer.timing_rows()?);
+        Ok(Finished { counts: self.counts, tracks: records, track_rows: rows, shots: self.shots, issues: self.issues, timings })
     }
 }
 
@@ -255,6 +266,7 @@ pub struct Finished {
     pub track_rows: Vec<Vec<f32>>,
     pub shots: Vec<ShotRecord>,
     pub issues: Vec<DecodeIssue>,
+    pub timings: Timings,
 }
 
 /// Seconds to the microsecond, as written everywhere.
