@@ -94,6 +94,9 @@ pub struct HarvestArgs {
     /// No progress bar or summary on stderr (warnings and errors still print).
     #[arg(long, short)]
     pub quiet: bool,
+    /// `text` (human lines) or `json` (one JSON object per event on stderr).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::log::Format,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +148,13 @@ mod tests {
     fn force() {
         assert!(harvest(&["--force"]).force);
         assert!(!harvest(&[]).force);
+    }
+
+    #[test]
+    fn log_format() {
+        assert_eq!(harvest(&[]).log_format, crate::log::Format::Text);
+        assert_eq!(harvest(&["--log-format", "json"]).log_format, crate::log::Format::Json);
+        assert!(Cli::try_parse_from(["episode-run", "harvest", "x", "--log-format", "xml"]).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod detect;
 pub mod embed;
 pub mod identify;
 pub mod interrupt;
+pub mod log;
 pub mod onnx;
 pub mod output;
 pub mod pipeline;

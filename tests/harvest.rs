@@ -247,7 +247,7 @@ fn output_bytes(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
                 stack.push(p);
             } else {
                 let name = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                if name != "manifest.json" && name != "progress.json" {
+                if !matches!(name.as_str(), "manifest.json" | "progress.json" | "timings.jsonl") {
                     files.insert(name, std::fs::read(&p).unwrap());
                 }
             }

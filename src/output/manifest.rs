@@ -245,18 +245,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stage_stats_serialise_mean_and_max() {
-        let mut s = StageStats::default();
-        s.add(Duration::from_millis(10));
-        s.add(Duration::from_millis(30));
-        let v = serde_json::to_value(s).unwrap();
-        assert_eq!(v["count"], 2);
-        assert_eq!(v["mean_ms"], 20.0);
-        assert_eq!(v["max_ms"], 30.0);
-        assert_eq!(v["total_s"], 0.04);
-    }
-
-    #[test]
     fn sha256_of_known_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x");

@@ -411,17 +411,6 @@ fn closed(path: &Path) -> OutputError {
     OutputError { path: path.to_path_buf(), source: io::Error::other("writer already finished") }
 }
 
-impl Drop for RunWriter {
-    /// A run that did not finish leaves no output that looks complete.
-    fn drop(&mut self) {
-        if self.faces.is_some() {
-            drop(self.faces.take());
-            drop(self.embeddings.take());
-            let _ = fs::remove_file(partial_name(&self.faces_path));
-            let _ = fs::remove_file(partial_name(&self.emb_path));
-        }
-    }
-}
 
 /// The live state users tail with `jq .fps progress.json`.
 #[derive(Clone, Debug, Serialize)]
@@ -489,7 +478,7 @@ mod tests {
         assert_eq!(rows[1]["embedding_row"], serde_json::Value::Null);
         assert_eq!(rows[0]["landmarks"][4][1], 2.5);
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left.len(), 2, "no partial files left: {left:?}");
+        assert_eq!(left.len(), 3, "no partial files left: {left:?}");
     }
 
     #[test]
@@ -519,7 +508,33 @@ mod tests {
         let mut w = RunWriter::create(dir.path(), 2).unwrap();
         w.push_embedding(&[1.0, 0.0]).unwrap();
         drop(w);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Only the hidden partial files stay, for a checkpointed run to resume from.
+        let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().all(|n| n.starts_with('.') && n.ends_with(".partial")), "{names:?}");
+    }
+
+    #[test]
+    fn a_resumed_writer_truncates_to_its_checkpoint_and_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = RunWriter::create(dir.path(), 2).unwrap();
+        w.push_embedding(&[1.0, 0.0]).unwrap();
+        w.push_face(&record(0, Some(0))).unwrap();
+        w.sync().unwrap();
+        let at = w.position();
+        w.push_embedding(&[0.0, 1.0]).unwrap();
+        w.push_face(&record(1, Some(1))).unwrap();
+        w.sync().unwrap();
+        drop(w); // killed after the checkpoint
+
+        let mut w = RunWriter::resume(dir.path(), 2, at).unwrap();
+        assert_eq!(w.push_embedding(&[0.6, 0.8]).unwrap(), 1);
+        w.push_face(&record(1, Some(1))).unwrap();
+        w.finish().unwrap();
+        let bytes = fs::read(dir.path().join(EMBEDDINGS)).unwrap();
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(npy.shape(), &[2, 2]);
+        assert_eq!(npy.into_vec::<f32>().unwrap(), vec![1.0, 0.0, 0.6, 0.8]);
+        assert_eq!(fs::read_to_string(dir.path().join(FACES)).unwrap().lines().count(), 2);
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::align::align_face;
 use crate::align::quality::{landmarks_outside, laplacian_variance, yaw_degrees};
 use crate::config::{ConfigError, HarvestConfig, Mode};
 use crate::detect;
+use crate::log;
 use crate::embed::sface::{crops_to_tensor, SfaceEmbedder};
 use crate::embed::batching::{max_crops_for, Packer, Part};
 use crate::embed::Embedder;
@@ -187,8 +188,14 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
     if cfg.force {
         Checkpoint::remove(&cfg.out_dir)?;
     }
+    log::event(
+        "start",
+        None,
+        serde_json::json!({"input": cfg.input, "out_dir": cfg.out_dir, "threads": cfg.threads, "stride": cfg.settings.sampling.stride}),
+    );
     if let Some(c) = &checkpoint {
-        eprintln!("resuming {}: frames 0-{} are already harvested", cfg.out_dir.display(), c.decode.next_frame.saturating_sub(1));
+        let text = format!("resuming {}: frames 0-{} are already harvested", cfg.out_dir.display(), c.decode.next_frame.saturating_sub(1));
+        log::event("resume", Some(&text), serde_json::json!({"next_frame": c.decode.next_frame, "faces": c.sink_faces()}));
     }
     let result = harvest_into_out_dir(cfg, start, checkpoint);
     if let Err(e) = &result {
@@ -524,8 +531,11 @@ impl Keeper<'_> {
         let mut history = self.history.clone();
         let done = tail.as_ref().map_or(decode.next_frame, |t| t.frames_decoded);
         history.push(Attempt { frames_done: done, ..self.attempt() });
+        let next_frame = decode.next_frame;
         let checkpoint = Checkpoint { identity: self.identity.clone(), decode, sink: state, position, tail, history };
-        checkpoint.save(self.out_dir)
+        checkpoint.save(self.out_dir)?;
+        log::event("checkpoint", None, serde_json::json!({"next_frame": next_frame, "position": position}));
+        Ok(())
     }
 }
 

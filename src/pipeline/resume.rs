@@ -77,6 +77,11 @@ pub struct ResumePoint {
 }
 
 impl Checkpoint {
+    /// Faces written before this checkpoint.
+    pub fn sink_faces(&self) -> u64 {
+        self.sink.faces()
+    }
+
     pub fn split(self) -> (SinkState, ResumePoint) {
         let Checkpoint { identity: _, decode, sink, position, tail, history } = self;
         (sink, ResumePoint { decode, position, tail, history })

@@ -41,6 +41,12 @@ pub struct Sink<'a> {
     issues: Vec<DecodeIssue>,
 }
 
+impl SinkState {
+    pub fn faces(&self) -> u64 {
+        self.next_face
+    }
+}
+
 /// Everything a [`Sink`] carries from frame to frame, for a checkpoint.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SinkState {
@@ -114,6 +120,7 @@ impl<'a> Sink<'a> {
     }
 
     pub fn push(&mut self, mut frame: EmbeddedFrame) -> Result<(), OutputError> {
+        frame.issues.iter().for_each(log_issue);
         self.shots.append(&mut frame.closed_shots);
         self.issues.append(&mut frame.issues);
         let r = |ms: f64| (ms * 1e3).round() / 1e3;
@@ -219,6 +226,7 @@ impl<'a> Sink<'a> {
     /// Closes every track; `tail` is what the decoder met after the last frame pushed.
     pub fn finish(mut self, tail: &Tail) -> Result<Finished, OutputError> {
         self.shots.extend(tail.shots.iter().cloned());
+        tail.issues.iter().for_each(log_issue);
         self.issues.extend(tail.issues.iter().cloned());
         let ended = self.tracker.end_all();
         self.close(&ended)?;
@@ -267,6 +275,15 @@ pub struct Finished {
     pub shots: Vec<ShotRecord>,
     pub issues: Vec<DecodeIssue>,
     pub timings: Timings,
+}
+
+/// A decode problem as a structured event (JSON logs only; text gets one summary line).
+fn log_issue(issue: &DecodeIssue) {
+    let (kind, after_frame, reason) = match issue {
+        DecodeIssue::BadPacket { after_frame, reason } => ("bad_packet", after_frame, reason),
+        DecodeIssue::EndedEarly { after_frame, reason } => ("ended_early", after_frame, reason),
+    };
+    crate::log::event("decode_error", None, serde_json::json!({"kind": kind, "after_frame": after_frame, "reason": reason}));
 }
 
 /// Seconds to the microsecond, as written everywhere.
