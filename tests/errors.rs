@@ -99,6 +99,15 @@ fn invalid_model_file() {
 }
 
 #[test]
+fn truncated_model_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(installed_model(SFACE)).unwrap();
+    let model = tmp.path().join("half.onnx");
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    fails(&hamilton(), &tmp.path().join("out"), &["--embed-model", model.to_str().unwrap()], &["cannot load model", "half.onnx"]);
+}
+
+#[test]
 fn embedder_given_as_detector_names_the_expected_shape() {
     let tmp = tempfile::tempdir().unwrap();
     let sface = installed_model(SFACE);
