@@ -78,6 +78,10 @@ pub struct HarvestArgs {
     /// Cast photos: DIR/<name>.<jpg|png> or DIR/<name>/*; names faces and tracks.
     #[arg(long, value_name = "DIR")]
     pub seeds: Option<PathBuf>,
+    /// Let FFmpeg skip non-reference frames: faster decoding, but only reference frames are
+    /// sampled (the first at or after each multiple of the stride); frame_idx from timestamps.
+    #[arg(long)]
+    pub skip_nonref: bool,
     /// Detect, track and gate faces but embed nothing (the embedder is not even loaded).
     #[arg(long, conflicts_with = "decode_only")]
     pub detect_only: bool,
@@ -148,6 +152,12 @@ mod tests {
     fn force() {
         assert!(harvest(&["--force"]).force);
         assert!(!harvest(&[]).force);
+    }
+
+    #[test]
+    fn skip_nonref() {
+        assert!(harvest(&["--skip-nonref"]).skip_nonref);
+        assert!(!harvest(&[]).skip_nonref);
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct RunCfg {
 #[serde(deny_unknown_fields)]
 pub struct Sampling {
     pub stride: u64,
+    /// Let FFmpeg skip non-reference frames (faster decoding; the sampled set changes).
+    pub skip_nonref: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -269,6 +271,9 @@ pub struct HarvestConfig {
 impl HarvestConfig {
     pub fn from_args(args: &HarvestArgs) -> Result<Self, ConfigError> {
         let mut s = Settings::from_file(args.config.as_deref())?;
+        if args.skip_nonref {
+            s.sampling.skip_nonref = true;
+        }
         if let Some(v) = args.stride {
             s.sampling.stride = v;
         }

@@ -290,3 +290,32 @@ fn floor_replays_exactly_the_runs_model_work() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("manifest.json"));
 }
+
+#[test]
+fn skip_nonref_samples_reference_frames_with_true_indices() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Non-reference B-frames (no pyramid), so FFmpeg has frames to skip.
+    let clip = tmp.path().join("bframes.mp4");
+    ffmpeg(&["-i", hamilton().to_str().unwrap(), "-an", "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "veryfast", "-x264-params", "bframes=2:b-pyramid=none:b-adapt=0", clip.to_str().unwrap()]);
+    let all = harvest_ok(&clip, &tmp.path().join("all"), &["--stride", "4", "--decode-only"]);
+    let skip = harvest_ok(&clip, &tmp.path().join("skip"), &["--stride", "4", "--decode-only", "--skip-nonref"]);
+    let decoded = |r: &Run| r.manifest["counts"]["frames_decoded"].as_u64().unwrap();
+    assert_eq!(decoded(&all), 275);
+    assert!(decoded(&skip) < 250, "non-reference frames were skipped: {}", decoded(&skip));
+    assert_eq!(skip.manifest["config"]["sampling"]["skip_nonref"], true);
+
+    let faces = harvest_ok(&clip, &tmp.path().join("faces"), &["--stride", "4", "--skip-nonref"]);
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(tmp.path().join("faces/timings.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let idx: Vec<u64> = rows.iter().map(|r| r["frame_idx"].as_u64().unwrap()).collect();
+    assert!(idx.windows(2).all(|w| w[0] / 4 < w[1] / 4), "one sampled frame per stride slot: {idx:?}");
+    assert!(idx.len() >= 60, "almost every slot has a reference frame: {}", idx.len());
+    // Indices are the frames' true positions: t = t0 + idx / fps.
+    let fps = 30000.0 / 1001.0;
+    let at = |f: &serde_json::Value| (f["frame_idx"].as_f64().unwrap(), f["t"].as_f64().unwrap());
+    let (i0, t0) = at(&faces.faces[0]);
+    for f in &faces.faces {
+        let (i, t) = at(f);
+        assert!((t - (t0 + (i - i0) / fps)).abs() < 0.002, "frame {i} at {t}");
+    }
+    assert!(faces.embeddings.len() > 50);
+}

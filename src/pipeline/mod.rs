@@ -222,7 +222,10 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
     let split = ThreadSplit::plan(cfg.threads, cfg.settings.run.mode != Mode::DecodeOnly);
     let input_meta = std::fs::metadata(&cfg.input).ok();
     let runtime = onnx::init_runtime(&cfg.ort_lib)?;
-    let decoder = VideoDecoder::open(&cfg.input, split.decode, cfg.settings.sampling.stride)?;
+    let mut decoder = VideoDecoder::open(&cfg.input, split.decode, cfg.settings.sampling.stride)?;
+    if cfg.settings.sampling.skip_nonref {
+        decoder = decoder.skipping_nonref();
+    }
     let run = run(cfg, decoder, split, start, checkpoint)?;
     let manifest = Manifest {
         tool: env!("CARGO_PKG_NAME"),

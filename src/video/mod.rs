@@ -101,6 +101,12 @@ pub struct VideoDecoder {
     stride: u64,
     /// Convert sampled frames to RGB (off when no model will look at them).
     images: bool,
+    /// Non-reference frames are skipped: indices from timestamps, see `skipping_nonref`.
+    skip_nonref: bool,
+    /// The stream's first timestamp (for indices from timestamps).
+    start_pts: i64,
+    /// `idx / stride` of the last sampled frame, with `skip_nonref`.
+    last_sampled_slot: Option<u64>,
     /// The size of the scaled copy of each sampled frame, from the frame's size.
     scaled_size: Option<ScaledSize>,
     scaled_scaler: Option<scaling::Context>,
@@ -141,6 +147,10 @@ impl VideoDecoder {
             .best(ffmpeg::media::Type::Video)
             .ok_or_else(|| VideoError::NoVideoStream { path: path.to_path_buf() })?;
         let stream_index = stream.index();
+        let start_pts = match stream.start_time() {
+            ffmpeg::ffi::AV_NOPTS_VALUE => 0,
+            t => t,
+        };
         let time_base = f64::from(stream.time_base());
         let frames_total = u64::try_from(stream.frames()).ok().filter(|&n| n > 0);
         let rate = stream.avg_frame_rate();
@@ -170,6 +180,9 @@ impl VideoDecoder {
             info,
             stride: stride.max(1),
             images: true,
+            skip_nonref: false,
+            start_pts,
+            last_sampled_slot: None,
             scaled_size: None,
             scaled_scaler: None,
             scaled_rgb: ffmpeg::frame::Video::empty(),
@@ -205,6 +218,15 @@ impl VideoDecoder {
         self.hash.finish(&self.path).map_err(|e| VideoError::Open { path: self.path.clone(), reason: e.to_string() })
     }
 
+    /// Lets FFmpeg skip non-reference frames. Frame indices then come from timestamps
+    /// (`(pts − stream start) × frame rate`, exact for constant frame rate), and a frame is
+    /// sampled when it is the first decoded at or after each multiple of the stride.
+    pub fn skipping_nonref(mut self) -> Self {
+        self.decoder.skip_frame(ffmpeg::Discard::NonReference);
+        self.skip_nonref = true;
+        self
+    }
+
     /// Stops converting sampled frames to RGB: decoding and sampling only, for measuring them.
     pub fn without_images(mut self) -> Self {
         self.images = false;
@@ -233,6 +255,8 @@ impl VideoDecoder {
         if next_idx == 0 {
             return Ok(());
         }
+        // A checkpoint follows a sampled frame: its stride slot is taken.
+        self.last_sampled_slot = Some((next_idx - 1) / self.stride);
         if let Some(target) = last_pts {
             let us = (target as f64 * self.info.time_base * 1e6).floor() as i64;
             if self.input.seek(us, ..us + 1).is_ok() {
@@ -253,14 +277,21 @@ impl VideoDecoder {
                 }
             }
         }
-        // The sure way: from the start, counting.
+        // The sure way: from the start, past that timestamp (or, without one, counting).
         self.input.seek(0, ..1).map_err(|e| VideoError::Decoder { path: self.path.clone(), reason: format!("cannot rewind to resume: {e}") })?;
         self.decoder.flush();
         (self.eof_sent, self.ended) = (false, false);
         self.next_idx = 0;
         while self.next_idx < next_idx && self.pull()? {
+            if let (Some(target), Some(pts)) = (last_pts, self.frame.timestamp()) {
+                if pts > target {
+                    self.held = true;
+                    break;
+                }
+            }
             self.next_idx += 1;
         }
+        self.next_idx = next_idx;
         Ok(())
     }
 
@@ -340,8 +371,20 @@ impl VideoDecoder {
     }
 
     fn emit(&mut self) -> Result<DecodedFrame, VideoError> {
-        let idx = self.next_idx;
-        self.next_idx += 1;
+        let mut idx = self.next_idx;
+        let mut sampled = idx.is_multiple_of(self.stride);
+        if self.skip_nonref {
+            if let (Some(pts), Some(fps)) = (self.frame.timestamp(), self.info.frame_rate) {
+                let from_pts = ((pts - self.start_pts) as f64 * self.info.time_base * fps).round().max(0.0) as u64;
+                idx = from_pts.max(idx);
+            }
+            // The first decoded frame at or after each multiple of the stride.
+            sampled = idx / self.stride != self.last_sampled_slot.unwrap_or(u64::MAX);
+            if sampled {
+                self.last_sampled_slot = Some(idx / self.stride);
+            }
+        }
+        self.next_idx = idx + 1;
         let t = match self.frame.timestamp() {
             Some(ts) => ts as f64 * self.info.time_base,
             None => match (self.last_t, self.info.frame_rate) {
@@ -355,7 +398,6 @@ impl VideoDecoder {
         // Point sampling: a histogram of 4096 samples needs no filtering, and a filtered 20× reduction
         // of every frame would cost a third of the decoding itself.
         let thumb = convert(&self.frame, &mut self.thumb_scaler, &mut self.thumb_rgb, THUMB, THUMB, scaling::Flags::POINT).map_err(err)?;
-        let sampled = idx.is_multiple_of(self.stride);
         let (w, h) = (self.frame.width(), self.frame.height());
         let image = if sampled && self.images {
             Some(convert(&self.frame, &mut self.scaler, &mut self.rgb, w, h, scaling::Flags::BILINEAR).map_err(err)?)
