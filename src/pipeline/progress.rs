@@ -71,6 +71,16 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_run_counts_only_its_own_frames() {
+        let t0 = Instant::now();
+        // 1,000 frames were done by an earlier process; this one decodes 50 a second.
+        let mut w = RateWindow::new(Duration::from_secs(5), t0, 1000);
+        let fps = w.push(t0 + Duration::from_secs(2), 1100);
+        assert!((fps - 50.0).abs() < 1e-9, "{fps}");
+        assert_eq!(eta(1100, Some(1600), fps), Some(10.0));
+    }
+
+    #[test]
     fn eta_needs_total_and_rate() {
         assert_eq!(eta(50, Some(150), 10.0), Some(10.0));
         assert_eq!(eta(50, None, 10.0), None);
