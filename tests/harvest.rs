@@ -238,22 +238,11 @@ fn packing_frames_and_the_memory_bound_keep_results() {
 
 /// Every output file of a run except the ones that hold timings.
 fn output_bytes(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let name = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                if !matches!(name.as_str(), "manifest.json" | "progress.json" | "timings.jsonl") {
-                    files.insert(name, std::fs::read(&p).unwrap());
-                }
-            }
-        }
-    }
-    files
+    files_under(dir)
+        .into_iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "manifest.json" | "progress.json" | "timings.jsonl"))
+        .map(|(name, p)| (name, std::fs::read(p).unwrap()))
+        .collect()
 }
 
 #[test]

@@ -12,20 +12,10 @@ use util::*;
 
 /// Every file under `dir` with its bytes and mtime.
 fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, SystemTime)> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let meta = std::fs::metadata(&p).unwrap();
-                files.insert(p.strip_prefix(dir).unwrap().display().to_string(), (std::fs::read(&p).unwrap(), meta.modified().unwrap()));
-            }
-        }
-    }
-    files
+    files_under(dir)
+        .into_iter()
+        .map(|(name, p)| (name, (std::fs::read(&p).unwrap(), std::fs::metadata(&p).unwrap().modified().unwrap())))
+        .collect()
 }
 
 #[test]

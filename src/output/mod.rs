@@ -242,6 +242,17 @@ pub struct RunWriter {
     dim: usize,
 }
 
+/// Appends `value` as one JSON line to the partial file of `final_path`, counting its bytes.
+fn append_line<T: Serialize>(w: Option<&mut BufWriter<File>>, bytes: &mut u64, final_path: &Path, value: &T) -> Result<(), OutputError> {
+    let path = partial_name(final_path);
+    let w = w.ok_or_else(|| closed(&path))?;
+    let mut line = serde_json::to_vec(value).map_err(|e| OutputError { path: path.clone(), source: e.into() })?;
+    line.push(b'\n');
+    w.write_all(&line).map_err(at(&path))?;
+    *bytes += line.len() as u64;
+    Ok(())
+}
+
 /// How far a [`RunWriter`]'s files go: what a checkpoint records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Position {
@@ -323,13 +334,7 @@ impl RunWriter {
 
     /// Appends one line to `timings.jsonl`.
     pub fn push_timing(&mut self, row: &TimingRecord) -> Result<(), OutputError> {
-        let path = partial_name(&self.timings_path);
-        let w = self.timings.as_mut().ok_or_else(|| closed(&path))?;
-        let mut line = serde_json::to_vec(row).map_err(|e| OutputError { path: path.clone(), source: e.into() })?;
-        line.push(b'\n');
-        w.write_all(&line).map_err(at(&path))?;
-        self.timings_bytes += line.len() as u64;
-        Ok(())
+        append_line(self.timings.as_mut(), &mut self.timings_bytes, &self.timings_path, row)
     }
 
     /// Every row of `timings.jsonl` so far (earlier processes' included, for the manifest).
@@ -360,13 +365,7 @@ impl RunWriter {
 
     /// Appends one line to `faces.jsonl`.
     pub fn push_face(&mut self, face: &FaceRecord) -> Result<(), OutputError> {
-        let path = partial_name(&self.faces_path);
-        let w = self.faces.as_mut().ok_or_else(|| closed(&path))?;
-        let mut line = serde_json::to_vec(face).map_err(|e| OutputError { path: path.clone(), source: e.into() })?;
-        line.push(b'\n');
-        w.write_all(&line).map_err(at(&path))?;
-        self.faces_bytes += line.len() as u64;
-        Ok(())
+        append_line(self.faces.as_mut(), &mut self.faces_bytes, &self.faces_path, face)
     }
 
     /// Flushes both files to disk, so a checkpoint's lengths are durable.

@@ -453,8 +453,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     let infer = infer_handle.join().map_err(|_| HarvestError::Panicked { stage: "infer" })??;
     let (mut sink, last_progress) = written?;
 
-    let mut tail = decoded.tail.clone();
-    tail.issues.extend(decoded.issues_after_last_frame.iter().cloned());
+    let tail = decoded.tail.clone();
     if !decoded.interrupted {
         // Every frame is done: a crash from here on only redoes this finalisation.
         keeper.save(&mut sink, Some(tail.clone()))?;
@@ -550,9 +549,9 @@ const CHUNK: usize = 8;
 struct DecodeStats {
     /// Stopped early because a signal asked to.
     interrupted: bool,
+    /// The end of the stream; its `issues` are those met after the last sampled frame (they
+    /// had no frame to ride on).
     tail: Tail,
-    /// Problems met after the last sampled frame (they had no frame to ride on).
-    issues_after_last_frame: Vec<DecodeIssue>,
 }
 
 /// The decode thread's running state: shot cuts, the open shot, and what waits for the next
@@ -636,7 +635,7 @@ fn decode_chunk(
     while chunk.len() < 2 * CHUNK && !(chunk.len() >= CHUNK && burst.someone_waits()) {
         if crate::interrupt::requested().is_some() {
             stats.interrupted = true;
-            stats.issues_after_last_frame = std::mem::take(&mut side.issues);
+            stats.tail.issues = std::mem::take(&mut side.issues);
             return (chunk, Ok(true));
         }
         let t0 = Instant::now();
@@ -646,7 +645,7 @@ fn decode_chunk(
         };
         side.issues.extend(decoder.take_issues());
         let Some(frame) = next else {
-            stats.issues_after_last_frame = std::mem::take(&mut side.issues);
+            stats.tail.issues = std::mem::take(&mut side.issues);
             return (chunk, Ok(true));
         };
         side.decode_ms += ms(t0.elapsed());
