@@ -13,6 +13,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Decode INPUT once, detect faces on sampled frames, align and embed them, write faces.jsonl
     /// and embeddings.npy. INPUT is any file FFmpeg opens: a video, or a still image.
@@ -24,6 +25,44 @@ pub enum Command {
     /// detector on every sampled frame and its embedder on every embedded crop (best batch
     /// size). Prints JSON; used by scripts/bench.
     Floor(FloorArgs),
+    /// Upload a completed run to S3 (what `harvest --upload` does after harvesting): skips
+    /// objects already there with the same SHA-256 and resumes an interrupted multipart upload.
+    Upload(UploadArgs),
+}
+
+/// How to reach S3 (shared by `harvest` and `upload`). Credentials, region and the default
+/// endpoint come from the standard AWS chain: env vars, ~/.aws/config and ~/.aws/credentials,
+/// AWS_PROFILE, AWS_ENDPOINT_URL, instance roles.
+#[derive(Debug, Args, Clone, Default)]
+pub struct S3Args {
+    /// Endpoint URL of an S3-compatible server (overrides AWS_ENDPOINT_URL).
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style addressing (http://host/bucket/key), as most S3-compatible servers need.
+    #[arg(long)]
+    pub s3_path_style: bool,
+    /// Requests in flight at once during an upload [default: 4].
+    #[arg(long, value_name = "N")]
+    pub s3_concurrency: Option<usize>,
+    /// Part size in MiB for multipart uploads; smaller files go in one request [default: 8, min 5].
+    #[arg(long, value_name = "MIB")]
+    pub s3_part_mib: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// Out dir of a completed harvest.
+    pub run_dir: PathBuf,
+    /// Destination prefix, e.g. s3://bucket/runs/ep42/.
+    pub dest: String,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// No summary on stderr (errors still print).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// `text` (human lines) or `json` (one JSON object per event on stderr).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::log::Format,
 }
 
 #[derive(Debug, Args)]
@@ -37,7 +76,7 @@ pub struct FloorArgs {
 
 #[derive(Debug, Args)]
 pub struct HarvestArgs {
-    /// Video or image file.
+    /// Video or image file, or an s3://bucket/key object (downloaded once into --cache-dir).
     pub input: PathBuf,
     /// Detect on every Nth frame (frame_idx % N == 0).
     #[arg(long, value_name = "N")]
@@ -101,6 +140,14 @@ pub struct HarvestArgs {
     /// `text` (human lines) or `json` (one JSON object per event on stderr).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t)]
     pub log_format: crate::log::Format,
+    /// After a completed harvest, upload the run's files under this prefix (s3://bucket/prefix/).
+    #[arg(long, value_name = "S3_URL")]
+    pub upload: Option<String>,
+    /// Where s3:// inputs are downloaded [default: $XDG_CACHE_HOME/episode-run or ~/.cache/episode-run].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +228,22 @@ mod tests {
         };
         assert_eq!((f.run_dir, f.threads), (PathBuf::from("runs/x"), Some(2)));
         assert!(Cli::try_parse_from(["episode-run", "floor"]).is_err());
+    }
+
+    #[test]
+    fn s3_flags() {
+        let h = harvest(&["--upload", "s3://b-1/runs/", "--cache-dir", "/c", "--s3-endpoint", "http://127.0.0.1:9000", "--s3-path-style", "--s3-concurrency", "2", "--s3-part-mib", "16"]);
+        assert_eq!(h.upload.as_deref(), Some("s3://b-1/runs/"));
+        assert_eq!(h.cache_dir, Some(PathBuf::from("/c")));
+        assert_eq!(h.s3.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(h.s3.s3_path_style);
+        assert_eq!((h.s3.s3_concurrency, h.s3.s3_part_mib), (Some(2), Some(16)));
+        assert!(!harvest(&[]).s3.s3_path_style);
+        let Command::Upload(u) = Cli::try_parse_from(["episode-run", "upload", "runs/x", "s3://b-1/p/", "--s3-concurrency", "1"]).unwrap().command else {
+            panic!("upload was not parsed");
+        };
+        assert_eq!((u.run_dir, u.dest.as_str(), u.s3.s3_concurrency), (PathBuf::from("runs/x"), "s3://b-1/p/", Some(1)));
+        assert!(Cli::try_parse_from(["episode-run", "upload", "runs/x"]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{HarvestArgs, IdentifyArgs};
+use crate::cli::{HarvestArgs, IdentifyArgs, S3Args, UploadArgs};
 use crate::detect::DetectParams;
 use crate::identify::MatchParams;
 use crate::track::TrackParams;
@@ -266,6 +266,13 @@ pub struct HarvestConfig {
     pub force: bool,
     /// Insist on continuing an unfinished run (an error when there is none).
     pub resume: bool,
+    /// The `s3://` URL the input came from; `input` is then its local copy once fetched.
+    pub source: Option<String>,
+    /// Upload the completed run under this `s3://` prefix.
+    pub upload: Option<String>,
+    /// Where `s3://` inputs are downloaded to.
+    pub cache_dir: PathBuf,
+    pub remote: RemoteCfg,
 }
 
 impl HarvestConfig {
@@ -309,6 +316,16 @@ impl HarvestConfig {
         let (detector, embedder, ort_lib, threads) = s.resolve();
 
         let out_dir = args.out.clone().unwrap_or_else(|| default_out_dir(&args.input));
+        let source = args.input.to_str().filter(|t| t.starts_with(S3_SCHEME)).map(str::to_string);
+        let upload = args.upload.clone();
+        if let Some(u) = &upload {
+            if !u.starts_with(S3_SCHEME) {
+                return Err(ConfigError::Invalid(format!("--upload takes an s3://bucket/prefix/ URL, not {u:?}")));
+            }
+        }
+        if (source.is_some() || upload.is_some()) && !cfg!(feature = "s3") {
+            return Err(ConfigError::Invalid("this episode-run was built without S3 support (cargo feature \"s3\")".into()));
+        }
         Ok(Self {
             input: args.input.clone(),
             out_dir,
@@ -321,6 +338,10 @@ impl HarvestConfig {
             seeds: args.seeds.clone(),
             force: args.force,
             resume: args.resume,
+            source,
+            upload,
+            cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            remote: RemoteCfg::from_args(&args.s3)?,
         })
     }
 
@@ -337,6 +358,71 @@ impl HarvestConfig {
         std::fs::write(&probe, b"").map_err(unwritable)?;
         std::fs::remove_file(&probe).map_err(unwritable)
     }
+}
+
+const S3_SCHEME: &str = "s3://";
+
+/// How to reach S3, checked. Secrets are not here: they stay in the AWS chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteCfg {
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    pub concurrency: usize,
+    pub part_size: u64,
+}
+
+impl RemoteCfg {
+    pub const DEFAULT_CONCURRENCY: usize = 4;
+    pub const DEFAULT_PART_MIB: u64 = 8;
+
+    pub fn from_args(args: &S3Args) -> Result<Self, ConfigError> {
+        let concurrency = args.s3_concurrency.unwrap_or(Self::DEFAULT_CONCURRENCY);
+        if !(1..=64).contains(&concurrency) {
+            return Err(ConfigError::Invalid(format!("--s3-concurrency must be 1..=64, not {concurrency}")));
+        }
+        let part_mib = args.s3_part_mib.unwrap_or(Self::DEFAULT_PART_MIB);
+        // S3's own limits: parts of 5 MiB to 5 GiB.
+        if !(5..=5120).contains(&part_mib) {
+            return Err(ConfigError::Invalid(format!("--s3-part-mib must be 5..=5120 (S3's part limits), not {part_mib}")));
+        }
+        if let Some(e) = &args.s3_endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(ConfigError::Invalid("--s3-endpoint must be an http:// or https:// URL".into()));
+            }
+        }
+        Ok(Self { endpoint: args.s3_endpoint.clone(), path_style: args.s3_path_style, concurrency, part_size: part_mib << 20 })
+    }
+}
+
+/// An `upload` of a completed run.
+#[derive(Clone, Debug)]
+pub struct UploadConfig {
+    pub run_dir: PathBuf,
+    pub dest: String,
+    pub remote: RemoteCfg,
+    pub quiet: bool,
+}
+
+impl UploadConfig {
+    pub fn from_args(args: &UploadArgs) -> Result<Self, ConfigError> {
+        if !args.dest.starts_with(S3_SCHEME) {
+            return Err(ConfigError::Invalid(format!("the destination must be an s3://bucket/prefix/ URL, not {:?}", args.dest)));
+        }
+        if !cfg!(feature = "s3") {
+            return Err(ConfigError::Invalid("this episode-run was built without S3 support (cargo feature \"s3\")".into()));
+        }
+        Ok(Self { run_dir: args.run_dir.clone(), dest: args.dest.clone(), remote: RemoteCfg::from_args(&args.s3)?, quiet: args.quiet })
+    }
+}
+
+/// `$XDG_CACHE_HOME/episode-run`, else `~/.cache/episode-run`, else `.cache/episode-run`.
+pub fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("episode-run")
 }
 
 /// A `floor` measurement of a completed run.
@@ -469,6 +555,17 @@ mod tests {
         assert_eq!(cfg.threads, 3);
         assert!(!cfg.settings.embed.batch);
         assert!(cfg.embedder.ends_with(DEFAULT_EMBEDDER));
+    }
+
+    #[test]
+    fn s3_settings_are_checked() {
+        let cfg = HarvestConfig::from_args(&args(&["--upload", "s3://bucket/runs/", "--s3-part-mib", "16"])).unwrap();
+        assert_eq!(cfg.upload.as_deref(), Some("s3://bucket/runs/"));
+        assert_eq!((cfg.remote.part_size, cfg.remote.concurrency), (16 << 20, RemoteCfg::DEFAULT_CONCURRENCY));
+        assert_eq!(cfg.source, None);
+        for bad in [&["--upload", "runs/"][..], &["--s3-part-mib", "4"], &["--s3-concurrency", "0"], &["--s3-endpoint", "127.0.0.1:9000"]] {
+            assert!(HarvestConfig::from_args(&args(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

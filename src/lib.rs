@@ -17,6 +17,8 @@ pub mod log;
 pub mod onnx;
 pub mod output;
 pub mod pipeline;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod track;
 pub mod types;
 pub mod video;

@@ -120,7 +120,11 @@ impl ModelFile {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct InputFacts {
+    /// The local file decoded (for an `s3://` input, its copy in the cache).
     pub path: PathBuf,
+    /// The `s3://` URL the file was fetched from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub size_bytes: u64,
     pub mtime_ns: u64,
     /// BLAKE3 of the file, from the bytes read for decoding; absent for an interrupted run.

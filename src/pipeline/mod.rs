@@ -235,6 +235,7 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
         seeds: cfg.seeds.clone(),
         input: InputFacts {
             path: cfg.input.clone(),
+            source: cfg.source.clone(),
             size_bytes: input_meta.as_ref().map_or(0, |m| m.len()),
             mtime_ns: input_meta.as_ref().map_or(0, output::manifest::mtime_ns),
             blake3: run.input_blake3,

@@ -1,0 +1,183 @@
+//! `s3://` inputs: the object is downloaded once into a local cache with ranged GETs, each
+//! pinned to the ETag seen at the start (`If-Match`), so a changed object is noticed instead of
+//! stitched. A download that stops part-way leaves `<file>.partial` plus a small JSON note of
+//! the ETag and size it belongs to; the next fetch of the same, unchanged object continues from
+//! there. The finished file is checked against the object's size and SHA-256 (the S3 checksum,
+//! or the `sha256` metadata our uploads set) before it is renamed into place.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::types::ChecksumMode;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{S3Error, S3Url, Store};
+
+/// Bytes per ranged GET.
+const RANGE: u64 = 8 << 20;
+
+/// A fetched input.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub path: PathBuf,
+    /// Bytes downloaded by this call (0: the cached copy was unchanged).
+    pub downloaded: u64,
+    /// Bytes already in a `.partial` file from an earlier, interrupted fetch.
+    pub resumed_from: u64,
+    pub size: u64,
+}
+
+/// What the cache knows about a local copy: the object version it holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct CacheNote {
+    url: String,
+    etag: String,
+    size: u64,
+}
+
+pub(super) async fn fetch(store: &Store, url: &S3Url, cache_dir: &Path) -> Result<Fetched, S3Error> {
+    if url.key.is_empty() || url.key.ends_with('/') {
+        return Err(S3Error::BadUrl { url: url.to_string(), why: "an input must name an object, not a prefix".into() });
+    }
+    let head = match store.client.head_object().bucket(&url.bucket).key(&url.key).checksum_mode(ChecksumMode::Enabled).send().await {
+        Ok(head) => head,
+        Err(e) => {
+            let err = super::describe(e, url, false, &store.endpoint);
+            // A HEAD 404 cannot say whether the bucket or the key is missing: ask the bucket.
+            if matches!(err, S3Error::NoSuchKey { .. }) {
+                store.check_bucket_async(url).await?;
+            }
+            return Err(err);
+        }
+    };
+    let size = head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+    let etag = head.e_tag().unwrap_or_default().to_string();
+    let expected_sha = expected_sha256(head.checksum_sha256(), head.metadata().and_then(|m| m.get("sha256")).map(String::as_str));
+    let note = CacheNote { url: url.to_string(), etag: etag.clone(), size };
+
+    let dest = cache_dir.join(&url.bucket).join(&url.key);
+    let dir = dest.parent().unwrap_or(cache_dir).to_path_buf();
+    fs::create_dir_all(&dir).map_err(S3Error::local("create cache dir", &dir))?;
+    let note_path = with_suffix(&dest, ".s3.json");
+    if read_note(&note_path).as_ref() == Some(&note) && fs::metadata(&dest).map(|m| m.len()).ok() == Some(size) {
+        return Ok(Fetched { path: dest, downloaded: 0, resumed_from: 0, size });
+    }
+
+    let partial = with_suffix(&dest, ".partial");
+    let partial_note = with_suffix(&dest, ".partial.s3.json");
+    let mut have = match (read_note(&partial_note), fs::metadata(&partial)) {
+        (Some(n), Ok(m)) if n == note && m.len() <= size => m.len(),
+        _ => 0,
+    };
+    if have == 0 {
+        // Note first, then an empty file: a crash in between leaves nothing to resume wrongly.
+        write_note(&partial_note, &note)?;
+        File::create(&partial).map_err(S3Error::local("create", &partial))?;
+    }
+    let resumed_from = have;
+    let mut file = OpenOptions::new().append(true).open(&partial).map_err(S3Error::local("open", &partial))?;
+    while have < size {
+        let end = (have + RANGE).min(size) - 1;
+        let mut request = store.client.get_object().bucket(&url.bucket).key(&url.key).range(format!("bytes={have}-{end}"));
+        if !etag.is_empty() {
+            request = request.if_match(&etag);
+        }
+        let mut out = request.send().await.map_err(|e| match super::describe(e, url, false, &store.endpoint) {
+            S3Error::Request { why, .. } if why.contains("PreconditionFailed") => {
+                S3Error::Changed { url: url.to_string(), expected: etag.clone(), found: "another version".into() }
+            }
+            other => other,
+        })?;
+        if let Some(found) = out.e_tag() {
+            if !etag.is_empty() && found != etag {
+                return Err(S3Error::Changed { url: url.to_string(), expected: etag.clone(), found: found.to_string() });
+            }
+        }
+        while let Some(chunk) = out.body.next().await {
+            let chunk = chunk.map_err(|e| S3Error::Request { url: url.to_string(), why: super::chain(&e) })?;
+            file.write_all(&chunk).map_err(S3Error::local("write", &partial))?;
+            have += chunk.len() as u64;
+        }
+        if have <= end {
+            return Err(S3Error::Request { url: url.to_string(), why: format!("the server sent {have} of {size} bytes") });
+        }
+    }
+    file.sync_all().map_err(S3Error::local("sync", &partial))?;
+    drop(file);
+
+    if let Some((what, expected)) = expected_sha {
+        let found = sha256_hex(&partial)?;
+        if found != expected {
+            // Bad bytes are not worth resuming from.
+            let _ = fs::remove_file(&partial);
+            let _ = fs::remove_file(&partial_note);
+            return Err(S3Error::Corrupt { url: url.to_string(), what, expected, found });
+        }
+    }
+    // The note of the finished file is replaced only after the file itself is in place.
+    let _ = fs::remove_file(&note_path);
+    fs::rename(&partial, &dest).map_err(S3Error::local("rename into", &dest))?;
+    write_note(&note_path, &note)?;
+    let _ = fs::remove_file(&partial_note);
+    Ok(Fetched { path: dest, downloaded: size - resumed_from, resumed_from, size })
+}
+
+/// The SHA-256 the object declares, as lowercase hex: S3's own full-object checksum (base64;
+/// a multipart composite "…-N" is not a digest of the bytes), else our `sha256` metadata.
+fn expected_sha256(checksum: Option<&str>, metadata: Option<&str>) -> Option<(&'static str, String)> {
+    use base64::Engine;
+    if let Some(c) = checksum.filter(|c| !c.contains('-')) {
+        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(c) {
+            return Some(("SHA-256 checksum", super::hex(&bytes)));
+        }
+    }
+    metadata.filter(|m| m.len() == 64).map(|m| ("sha256 metadata", m.to_ascii_lowercase()))
+}
+
+pub(super) fn sha256_hex(path: &Path) -> Result<String, S3Error> {
+    let mut file = File::open(path).map_err(S3Error::local("read", path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(S3Error::local("read", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(super::hex(&hasher.finalize()))
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn read_note(path: &Path) -> Option<CacheNote> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+fn write_note(path: &Path, note: &CacheNote) -> Result<(), S3Error> {
+    let tmp = with_suffix(path, ".tmp");
+    let text = serde_json::to_vec(note).unwrap_or_default();
+    fs::write(&tmp, text).map_err(S3Error::local("write", &tmp))?;
+    fs::rename(&tmp, path).map_err(S3Error::local("rename into", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_digest_prefers_a_full_object_checksum() {
+        // sha256("") in base64 and hex.
+        let b64 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(expected_sha256(Some(b64), None), Some(("SHA-256 checksum", hex.to_string())));
+        assert_eq!(expected_sha256(Some("abc-3"), Some(hex)), Some(("sha256 metadata", hex.to_string())));
+        assert_eq!(expected_sha256(None, Some("short")), None);
+    }
+}

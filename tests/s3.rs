@@ -1,0 +1,301 @@
+//! S3 in and out against a real S3 server: `s3s-fs` (installed by `make setup` into
+//! .deps/s3s-fs), started on 127.0.0.1 with a temp root and test credentials for each test and
+//! killed when it ends. Every command's output and every file of the runs is checked for the
+//! secret key.
+#![cfg(feature = "s3")]
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use episode_run::s3::{S3Options, S3Url, Store};
+use util::{bin, files_under, hamilton};
+
+const BUCKET: &str = "er-test";
+const ACCESS_KEY: &str = "AKIAEPISODERUNTEST";
+const SECRET: &str = "episode-run-s3-test-secret-7Qx9Zr2Lm4";
+
+/// A running s3s-fs with one bucket; killed on drop.
+struct Server {
+    child: Child,
+    _root: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl Server {
+    fn start() -> Self {
+        let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/s3s-fs/bin/s3s-fs");
+        assert!(exe.is_file(), "{} missing: `make setup` installs it", exe.display());
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let port = free_port();
+        let child = Command::new(exe)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", ACCESS_KEY, "--secret-key", SECRET])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start listening on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child, _root: root, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    fn flags(&self) -> Vec<String> {
+        vec!["--s3-endpoint".into(), self.endpoint.clone(), "--s3-path-style".into()]
+    }
+
+    /// The library client, as the binary builds it, with the test credentials.
+    fn store(&self) -> Store {
+        test_env();
+        Store::connect(S3Options { endpoint: Some(self.endpoint.clone()), path_style: true, ..S3Options::default() }).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The credentials every process of these tests uses, and nothing from the machine's own AWS setup.
+fn test_env() {
+    for (k, v) in env_pairs(SECRET) {
+        std::env::set_var(k, v);
+    }
+    for k in ["AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"] {
+        std::env::remove_var(k);
+    }
+}
+
+fn env_pairs(secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", secret.into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_CONFIG_FILE", "/nonexistent/aws-config".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+/// Runs the binary with the test credentials (or `secret` instead) and checks that neither the
+/// real nor a wrong secret shows up in what it prints.
+fn run(args: &[String], secret: &str, extra_env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+    for (k, v) in env_pairs(secret) {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run episode-run");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains(SECRET) && !text.contains(secret), "a secret was printed: {text}");
+    out
+}
+
+fn args(parts: &[&str], more: &[String]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).chain(more.iter().cloned()).collect()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The JSON events named `name` on stderr (runs with --log-format json).
+fn events(o: &Output, name: &str) -> Vec<serde_json::Value> {
+    stderr(o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == name)
+        .collect()
+}
+
+/// Every file under `dir` by relative path, with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    files_under(dir).into_iter().map(|(rel, p)| (rel, std::fs::read(p).unwrap())).collect()
+}
+
+fn assert_no_secret_in(dir: &Path) {
+    for (path, bytes) in snapshot(dir) {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(SECRET), "{path} holds the secret key");
+    }
+}
+
+/// A finished local harvest of the Hamilton clip at stride 4.
+fn local_run(dir: &Path) -> PathBuf {
+    let out = dir.join("local");
+    let o = util::harvest(&hamilton(), &out, &["--stride", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+#[test]
+fn round_trip_from_s3_to_s3_equals_a_local_run() {
+    let server = Server::start();
+    let store = server.store();
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = S3Url::parse(&format!("s3://{BUCKET}/media/hamilton.mp4")).unwrap();
+    assert!(store.put_file(&hamilton(), &clip).unwrap(), "the clip was uploaded");
+    assert!(!store.put_file(&hamilton(), &clip).unwrap(), "an unchanged object is not sent again");
+    let local = local_run(tmp.path());
+
+    let (out, cache) = (tmp.path().join("from_s3"), tmp.path().join("cache"));
+    let dest = format!("s3://{BUCKET}/runs/hamilton/");
+    let harvest = args(
+        &["harvest", &clip.to_string(), "--stride", "4", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap(), "--upload", &dest, "--log-format", "json"],
+        &server.flags(),
+    );
+    let o = run(&harvest, SECRET, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let size = std::fs::metadata(hamilton()).unwrap().len();
+    assert_eq!(events(&o, "fetch")[0]["downloaded"], size, "{}", stderr(&o));
+
+    // The same results as the local file.
+    for name in ["faces.jsonl", "embeddings.npy", "tracks.jsonl", "track_embeddings.npy", "shots.jsonl"] {
+        assert_eq!(std::fs::read(out.join(name)).unwrap(), std::fs::read(local.join(name)).unwrap(), "{name} differs from the local run");
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["input"]["source"], clip.to_string());
+
+    // Every file of the run is in the bucket, byte for byte; download them to compare.
+    let uploaded = &events(&o, "upload")[0]["report"];
+    let files = snapshot(&out);
+    assert_eq!(uploaded["objects"], files.len() as u64);
+    assert_eq!(uploaded["objects_sent"], files.len() as u64);
+    let downloads = tmp.path().join("downloads");
+    for (rel, bytes) in &files {
+        let url = S3Url::parse(&dest).unwrap().join(rel);
+        let got = store.fetch(&url, &downloads).unwrap();
+        assert_eq!(&std::fs::read(&got.path).unwrap(), bytes, "{url} differs from the local file");
+    }
+
+    // Again, with the endpoint from the standard AWS variable: nothing is downloaded or sent.
+    let again: Vec<String> = harvest.iter().filter(|a| *a != "--s3-endpoint" && **a != server.endpoint).cloned().collect();
+    let o = run(&again, SECRET, &[("AWS_ENDPOINT_URL", &server.endpoint)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(events(&o, "fetch")[0]["downloaded"], 0, "the cached copy is used");
+    assert!(!events(&o, "already_harvested").is_empty());
+    let report = &events(&o, "upload")[0]["report"];
+    assert_eq!((report["objects_sent"].as_u64(), report["objects_skipped"].as_u64()), (Some(0), Some(files.len() as u64)));
+
+    // No secret in the run, its manifest and progress, or the cache.
+    assert_no_secret_in(&out);
+    assert_no_secret_in(&cache);
+}
+
+#[test]
+fn failures_name_the_bucket_and_key_and_lose_nothing() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = local_run(tmp.path());
+    let before = snapshot(&run_dir);
+    let cache = tmp.path().join("cache");
+    server.store().put_file(&hamilton(), &S3Url::parse(&format!("s3://{BUCKET}/media/hamilton.mp4")).unwrap()).unwrap();
+    let down = vec!["--s3-endpoint".to_string(), format!("http://127.0.0.1:{}", free_port()), "--s3-path-style".into()];
+    let fetch_into = tmp.path().join("fetched");
+
+    // (flags, secret, object, expected words): harvest from s3 must exit 2, upload must exit 3.
+    let cases: [(&[String], &str, String, &[&str]); 4] = [
+        (&down, SECRET, format!("s3://{BUCKET}/media/hamilton.mp4"), &["cannot reach", "127.0.0.1"]),
+        (&server.flags(), "a-wrong-secret-Zq81", format!("s3://{BUCKET}/media/hamilton.mp4"), &["access denied", BUCKET, "media/hamilton.mp4"]),
+        (&server.flags(), SECRET, "s3://no-such-bucket/media/hamilton.mp4".into(), &["bucket no-such-bucket does not exist"]),
+        (&server.flags(), SECRET, format!("s3://{BUCKET}/media/missing.mp4"), &["no such key \"media/missing.mp4\"", BUCKET]),
+    ];
+    for (flags, secret, object, words) in cases {
+        let o = run(&args(&["harvest", &object, "--out", fetch_into.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()], flags), secret, &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{object}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        for w in words {
+            assert!(err.contains(w), "{object}: {err:?} should say {w:?}");
+        }
+        assert!(!fetch_into.exists(), "a failed fetch made no run dir");
+        if object.ends_with("missing.mp4") {
+            continue; // the bucket itself is fine for uploads
+        }
+
+        // Uploading the finished run there fails with exit 3 and leaves the run as it was.
+        let bucket = S3Url::parse(&object).unwrap().bucket;
+        let o = run(&args(&["upload", run_dir.to_str().unwrap(), &format!("s3://{bucket}/runs/x/")], flags), secret, &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "upload to {bucket}: {err}");
+        assert!(err.contains(&format!("s3://{bucket}/runs/x/")) && err.contains("intact"), "{err}");
+        assert_eq!(snapshot(&run_dir), before, "the run dir is untouched");
+
+        // A harvest whose upload cannot work stops before harvesting, with the upload's code.
+        let o = run(&args(&["harvest", hamilton().to_str().unwrap(), "--out", run_dir.to_str().unwrap(), "--force", "--upload", &format!("s3://{bucket}/r/")], flags), secret, &[]);
+        assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+        assert_eq!(snapshot(&run_dir), before, "the earlier run is untouched");
+    }
+    assert_no_secret_in(&run_dir);
+}
+
+#[test]
+fn a_killed_upload_resumes_without_resending() {
+    let server = Server::start();
+    let store = server.store();
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = local_run(tmp.path());
+    let dest = format!("s3://{BUCKET}/runs/killed/");
+    let upload_args = args(&["upload", run_dir.to_str().unwrap(), &dest, "--s3-concurrency", "1", "--s3-part-mib", "5", "--log-format", "json"], &server.flags());
+    let upload = |env: &[(&str, &str)]| run(&upload_args, SECRET, env);
+
+    // Stopped by the fault hook after 5 whole objects: the next upload sends only the others.
+    let total = snapshot(&run_dir).len() as u64;
+    let o = upload(&[(episode_run::s3::FAULT_AFTER_PARTS_ENV, "5")]);
+    assert!(!o.status.success(), "the fault hook stops the upload");
+    let o = upload(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = &events(&o, "upload")[0]["report"];
+    assert_eq!((r["objects_skipped"].as_u64(), r["objects_sent"].as_u64()), (Some(5), Some(total - 5)), "{r}");
+
+    // A large result goes in 5 MiB parts. SIGKILL the upload once two parts are in: the next
+    // one sends only the parts the server lacks and the server's copy is whole.
+    // (Deterministic bytes that do not compress.)
+    const PARTS: u64 = 13;
+    let big: Vec<u8> = (0u64..(PARTS * 5 - 2) << 20).map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8).collect();
+    std::fs::write(run_dir.join("large_result.bin"), &big).unwrap();
+    let mut child = Command::new(bin());
+    child.args(&upload_args);
+    for (k, v) in env_pairs(SECRET) {
+        child.env(k, v);
+    }
+    let mut child = child.stderr(Stdio::piped()).spawn().unwrap();
+    let mut parts_seen = 0;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap())) {
+        if line.unwrap().contains("\"upload_part\"") {
+            parts_seen += 1;
+            if parts_seen == 2 {
+                child.kill().unwrap();
+            }
+        }
+    }
+    assert!(!child.wait().unwrap().success(), "killed");
+    assert!(run_dir.join(".upload-state.json").is_file(), "the unfinished upload is recorded");
+    let o = upload(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = &events(&o, "upload")[0]["report"];
+    let (reused, sent) = (r["parts_reused"].as_u64().unwrap(), r["parts_sent"].as_u64().unwrap());
+    assert!((2..PARTS).contains(&reused) && reused + sent == PARTS, "{r}");
+    assert_eq!(r["bytes_sent"].as_u64(), Some(big.len() as u64 - ((reused * 5) << 20)), "only the missing parts were sent: {r}");
+    assert_eq!(r["objects_sent"].as_u64(), Some(1), "{r}");
+    assert!(!run_dir.join(".upload-state.json").exists(), "the record goes once the upload is complete");
+    let got = store.fetch(&S3Url::parse(&dest).unwrap().join("large_result.bin"), &tmp.path().join("dl")).unwrap();
+    assert!(std::fs::read(got.path).unwrap() == big, "the resumed multipart object is byte-identical");
+}
