@@ -194,6 +194,35 @@ fn round_trip_from_s3_to_s3_equals_a_local_run() {
     let report = &events(&o, "upload")[0]["report"];
     assert_eq!((report["objects_sent"].as_u64(), report["objects_skipped"].as_u64()), (Some(0), Some(files.len() as u64)));
 
+    // A download cut short resumes from its .partial file; bad bytes there are caught.
+    let cached = cache.join("s3").join(BUCKET).join("media/hamilton.mp4");
+    let cache2 = tmp.path().join("cache2");
+    let partial = cache2.join("s3").join(BUCKET).join("media/hamilton.mp4.partial");
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    let note = std::fs::read(cached.with_extension("mp4.s3.json")).unwrap();
+    std::fs::write(partial.with_extension("partial.s3.json"), &note).unwrap();
+    let clip_bytes = std::fs::read(hamilton()).unwrap();
+    let half = clip_bytes.len() / 2;
+    let from_cache2 = |out: &str| {
+        let a = args(&["harvest", &clip.to_string(), "--stride", "4", "--out", out, "--cache-dir", cache2.to_str().unwrap(), "--log-format", "json"], &server.flags());
+        run(&a, SECRET, &[])
+    };
+    let mut damaged = clip_bytes[..half].to_vec();
+    damaged[1000] ^= 0xff;
+    std::fs::write(&partial, &damaged).unwrap();
+    let o = from_cache2(tmp.path().join("bad").to_str().unwrap());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("do not match the object's SHA-256"), "{}", stderr(&o));
+    assert!(!partial.exists(), "damaged bytes are not resumed from");
+    std::fs::write(partial.with_extension("partial.s3.json"), &note).unwrap();
+    std::fs::write(&partial, &clip_bytes[..half]).unwrap();
+    let resumed_out = tmp.path().join("resumed");
+    let o = from_cache2(resumed_out.to_str().unwrap());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fetch = &events(&o, "fetch")[0];
+    assert_eq!((fetch["resumed_from"].as_u64(), fetch["downloaded"].as_u64()), (Some(half as u64), Some(size - half as u64)), "{fetch}");
+    assert_eq!(std::fs::read(resumed_out.join("embeddings.npy")).unwrap(), std::fs::read(local.join("embeddings.npy")).unwrap());
+
     // No secret in the run, its manifest and progress, or the cache.
     assert_no_secret_in(&out);
     assert_no_secret_in(&cache);
