@@ -309,20 +309,31 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     let mode = cfg.settings.run.mode;
     let detect = &cfg.settings.detect;
     let shared_threads = split.onnx_while_decoding.max(1);
-    let mut detectors = match mode {
-        Mode::DecodeOnly => None,
-        _ => Some(Shares::load(split.onnx, shared_threads, |n| detect::load(&cfg.detector, n, detect.clone(), detect.family))?),
-    };
-    let mut embedders = match mode {
-        Mode::Full => Some(Shares::load(split.onnx, shared_threads, |n| SfaceEmbedder::load(&cfg.embedder, n))?),
-        _ => None,
-    };
-    let mut models = BTreeMap::new();
-    let loaded = [("detector", &cfg.detector, detectors.is_some()), ("embedder", &cfg.embedder, embedders.is_some())];
-    for (role, path, _) in loaded.into_iter().filter(|m| m.2) {
-        let file = ModelFile::hash(path).map_err(|source| HarvestError::ModelRead { path: path.clone(), source })?;
-        models.insert(role, file);
-    }
+    // Start-up is four ONNX sessions and two model hashes: run them side by side, as many at a
+    // time as the budget allows (each is one busy thread).
+    let loading = CpuBudget::new(cfg.threads);
+    let (detectors, embedders, models) = thread::scope(|s| {
+        let embedders = s.spawn(|| match mode {
+            Mode::Full => Shares::load(split.onnx, shared_threads, &loading, |n| SfaceEmbedder::load(&cfg.embedder, n)).map(Some),
+            _ => Ok(None),
+        });
+        let hashes: Vec<_> = [("detector", &cfg.detector, mode != Mode::DecodeOnly), ("embedder", &cfg.embedder, mode == Mode::Full)]
+            .into_iter()
+            .filter(|m| m.2)
+            .map(|(role, path, _)| {
+                let loading = &loading;
+                s.spawn(move || loading.run(1, || ModelFile::hash(path).map(|f| (role, f)).map_err(|source| HarvestError::ModelRead { path: path.clone(), source })))
+            })
+            .collect();
+        let detectors = match mode {
+            Mode::DecodeOnly => Ok(None),
+            _ => Shares::load(split.onnx, shared_threads, &loading, |n| detect::load(&cfg.detector, n, detect.clone(), detect.family)).map(Some),
+        };
+        let embedders = join_scoped(embedders);
+        let models: Result<BTreeMap<_, _>, HarvestError> = hashes.into_iter().map(join_scoped).collect();
+        (detectors, embedders, models)
+    });
+    let (mut detectors, mut embedders, models) = (detectors?, embedders?, models?);
     let identity = resume::identity(cfg, &models);
     let gallery = match (&cfg.seeds, detectors.as_mut(), embedders.as_mut()) {
         (Some(dir), Some(d), Some(e)) => Some(seeds::build_gallery(dir, d.full.as_mut(), &mut e.full, &cfg.settings.quality)?),
@@ -672,6 +683,11 @@ fn decode_chunk(
     (chunk, Ok(false))
 }
 
+/// The result of a scoped start-up thread; its panic goes on in the caller.
+fn join_scoped<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// One model loaded at two thread counts: `full` runs alone on the whole budget, `shared` beside
 /// a decode burst on what it leaves. Identical weights and kernels give identical outputs.
 struct Shares<T> {
@@ -681,8 +697,17 @@ struct Shares<T> {
 }
 
 impl<T> Shares<T> {
-    fn load<E>(full: usize, shared: usize, load: impl Fn(usize) -> Result<T, E>) -> Result<Self, E> {
-        Ok(Self { full: load(full)?, shared: if shared < full { Some(load(shared)?) } else { None }, threads: (full, shared) })
+    /// Loads both sessions, side by side when `budget` has room for two.
+    fn load<E: Send>(full: usize, shared: usize, budget: &CpuBudget, load: impl Fn(usize) -> Result<T, E> + Sync) -> Result<Self, E>
+    where
+        T: Send,
+    {
+        thread::scope(|s| {
+            let second = (shared < full).then(|| s.spawn(|| budget.run(1, || load(shared))));
+            let first = budget.run(1, || load(full));
+            let second = second.map(join_scoped).transpose()?;
+            Ok(Self { full: first?, shared: second, threads: (full, shared) })
+        })
     }
 
     /// Runs `work` on whichever session fits the permits free now.
