@@ -164,6 +164,11 @@ impl Shared {
         }
     }
 
+    /// One request's place among the `concurrency` in flight.
+    async fn permit(&self, url: &str) -> Result<tokio::sync::SemaphorePermit<'_>, S3Error> {
+        self.permits.acquire().await.map_err(|e| S3Error::Request { url: url.to_string(), why: e.to_string() })
+    }
+
     fn with_state<T>(&self, f: impl FnOnce(&mut StateFile) -> T) -> T {
         let mut guard = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
@@ -278,7 +283,7 @@ impl UploadReport {
 async fn upload_one(shared: Arc<Shared>, job: Job, digests: Digests, part_size: u64) -> Result<One, S3Error> {
     let url = job.url.clone();
     {
-        let _permit = shared.permits.acquire().await.map_err(|e| S3Error::Request { url: url.to_string(), why: e.to_string() })?;
+        let _permit = shared.permit(&url.to_string()).await?;
         match shared.client.head_object().bucket(&url.bucket).key(&url.key).send().await {
             Ok(head) => {
                 let same_size = head.content_length() == i64::try_from(job.size).ok();
@@ -293,7 +298,7 @@ async fn upload_one(shared: Arc<Shared>, job: Job, digests: Digests, part_size: 
         }
     }
     let one = if digests.parts.is_empty() {
-        let _permit = shared.permits.acquire().await.map_err(|e| S3Error::Request { url: url.to_string(), why: e.to_string() })?;
+        let _permit = shared.permit(&url.to_string()).await?;
         let body = ByteStream::read_from().path(&job.path).build().await.map_err(|e| S3Error::Request { url: url.to_string(), why: super::chain(&e) })?;
         shared
             .client
@@ -340,7 +345,7 @@ async fn multipart(shared: &Arc<Shared>, job: &Job, digests: &Digests, part_size
     let upload_id = match upload_id {
         Some(id) => id,
         None => {
-            let _permit = shared.permits.acquire().await.map_err(|e| S3Error::Request { url: key.clone(), why: e.to_string() })?;
+            let _permit = shared.permit(&key).await?;
             let created = shared
                 .client
                 .create_multipart_upload()
@@ -371,7 +376,7 @@ async fn multipart(shared: &Arc<Shared>, job: &Job, digests: &Digests, part_size
         let (shared, path, url, upload_id, checksum, key) = (shared.clone(), job.path.clone(), url.clone(), upload_id.clone(), checksum.clone(), key.clone());
         let (offset, len) = (*offset, *len);
         set.spawn(async move {
-            let _permit = shared.permits.acquire().await.map_err(|e| S3Error::Request { url: key.clone(), why: e.to_string() })?;
+            let _permit = shared.permit(&key).await?;
             let body = ByteStream::read_from()
                 .path(&path)
                 .offset(offset)
@@ -417,7 +422,7 @@ async fn multipart(shared: &Arc<Shared>, job: &Job, digests: &Digests, part_size
         .map(|(n, p)| CompletedPart::builder().part_number(*n).e_tag(&p.etag).checksum_sha256(&p.checksum_sha256).build())
         .collect();
     {
-        let _permit = shared.permits.acquire().await.map_err(|e| S3Error::Request { url: key.clone(), why: e.to_string() })?;
+        let _permit = shared.permit(&key).await?;
         shared
             .client
             .complete_multipart_upload()
