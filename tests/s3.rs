@@ -70,14 +70,18 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The credentials every process of these tests uses, and nothing from the machine's own AWS setup.
+/// The credentials every process of these tests uses, and nothing from the machine's own AWS
+/// setup. Set once per test process, before any client reads them.
 fn test_env() {
-    for (k, v) in env_pairs(SECRET) {
-        std::env::set_var(k, v);
-    }
-    for k in ["AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"] {
-        std::env::remove_var(k);
-    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for (k, v) in env_pairs(SECRET) {
+            std::env::set_var(k, v);
+        }
+        for k in ["AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"] {
+            std::env::remove_var(k);
+        }
+    });
 }
 
 fn env_pairs(secret: &str) -> Vec<(&'static str, String)> {
