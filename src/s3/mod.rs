@@ -21,7 +21,7 @@ pub use fetch::Fetched;
 pub use upload::{UploadReport, FAULT_AFTER_PARTS_ENV};
 
 /// Requests are tried this many times (with exponential backoff) before an error is final.
-const MAX_ATTEMPTS: u32 = 4;
+const MAX_ATTEMPTS: u32 = 5;
 
 /// `s3://bucket/key`: an object, or with a trailing `/` a prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,7 +268,7 @@ async fn build_client(options: &S3Options) -> aws_sdk_s3::Client {
     let http = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http)
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_initial_backoff(Duration::from_millis(250)))
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_initial_backoff(Duration::from_millis(500)))
         .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).read_timeout(Duration::from_secs(60)).build());
     if let Some(endpoint) = &options.endpoint {
         loader = loader.endpoint_url(endpoint);
