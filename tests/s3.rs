@@ -247,7 +247,7 @@ fn failures_name_the_bucket_and_key_and_lose_nothing() {
     let cases: [(&[String], &str, String, &[&str]); 4] = [
         (&down, SECRET, format!("s3://{BUCKET}/media/hamilton.mp4"), &["cannot reach", "127.0.0.1"]),
         (&server.flags(), "a-wrong-secret-Zq81", format!("s3://{BUCKET}/media/hamilton.mp4"), &["access denied", BUCKET, "media/hamilton.mp4"]),
-        (&server.flags(), SECRET, "s3://no-such-bucket/media/hamilton.mp4".into(), &["bucket no-such-bucket does not exist"]),
+        (&server.flags(), SECRET, "s3://no-such-bucket/media/hamilton.mp4".into(), &["bucket no-such-bucket does not exist", "s3://no-such-bucket/media/hamilton.mp4"]),
         (&server.flags(), SECRET, format!("s3://{BUCKET}/media/missing.mp4"), &["no such key \"media/missing.mp4\"", BUCKET]),
     ];
     for (flags, secret, object, words) in cases {

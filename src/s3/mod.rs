@@ -106,8 +106,8 @@ pub enum S3Error {
     NoCredentials { url: String },
     #[error("access denied to {url} ({code}): check the credentials and the bucket policy")]
     Denied { url: String, code: String },
-    #[error("bucket {bucket} does not exist")]
-    NoSuchBucket { bucket: String },
+    #[error("bucket {bucket} does not exist (for {url})")]
+    NoSuchBucket { bucket: String, url: String },
     #[error("{url} does not exist (no such key {key:?} in bucket {bucket})")]
     NoSuchKey { url: String, bucket: String, key: String },
     #[error("S3 request for {url} failed: {why}")]
@@ -200,11 +200,11 @@ where
     }
     let code = err.as_service_error().and_then(ProvideErrorMetadata::code).map(str::to_string);
     match (code.as_deref(), status) {
-        (Some("NoSuchBucket"), _) => S3Error::NoSuchBucket { bucket: url.bucket.clone() },
+        (Some("NoSuchBucket"), _) => S3Error::NoSuchBucket { bucket: url.bucket.clone(), url: shown },
         (Some("NoSuchKey" | "NotFound"), _) | (None, Some(404)) if !bucket_level => {
             S3Error::NoSuchKey { url: shown, bucket: url.bucket.clone(), key: url.key.clone() }
         }
-        (_, Some(404)) => S3Error::NoSuchBucket { bucket: url.bucket.clone() },
+        (_, Some(404)) => S3Error::NoSuchBucket { bucket: url.bucket.clone(), url: shown },
         (Some(c @ ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken")), _) => {
             S3Error::Denied { url: shown, code: c.to_string() }
         }
