@@ -22,7 +22,7 @@ const SECRET: &str = "episode-run-s3-test-secret-7Qx9Zr2Lm4";
 /// A running s3s-fs with one bucket; killed on drop.
 struct Server {
     child: Child,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
     endpoint: String,
 }
 
@@ -45,7 +45,7 @@ impl Server {
             assert!(Instant::now() < deadline, "s3s-fs did not start listening on port {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Server { child, _root: root, endpoint: format!("http://127.0.0.1:{port}") }
+        Server { child, root, endpoint: format!("http://127.0.0.1:{port}") }
     }
 
     fn flags(&self) -> Vec<String> {
@@ -331,4 +331,19 @@ fn a_killed_upload_resumes_without_resending() {
     assert!(!run_dir.join(".upload-state.json").exists(), "the record goes once the upload is complete");
     let got = store.fetch(&S3Url::parse(&dest).unwrap().join("large_result.bin"), &tmp.path().join("dl")).unwrap();
     assert!(std::fs::read(got.path).unwrap() == big, "the resumed multipart object is byte-identical");
+
+    // Interrupted again, then the file changes: the stale upload is aborted, not reused.
+    let changed: Vec<u8> = big.iter().map(|b| b ^ 0x5a).collect();
+    std::fs::write(run_dir.join("large_result.bin"), &changed).unwrap();
+    assert!(!upload(&[(episode_run::s3::FAULT_AFTER_PARTS_ENV, "1")]).status.success());
+    let last: Vec<u8> = big.iter().map(|b| b ^ 0xa5).collect();
+    std::fs::write(run_dir.join("large_result.bin"), &last).unwrap();
+    let o = upload(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = &events(&o, "upload")[0]["report"];
+    assert_eq!((r["parts_reused"].as_u64(), r["parts_sent"].as_u64()), (Some(0), Some(PARTS)), "{r}");
+    let got = store.fetch(&S3Url::parse(&dest).unwrap().join("large_result.bin"), &tmp.path().join("dl2")).unwrap();
+    assert!(std::fs::read(got.path).unwrap() == last);
+    let leftovers: Vec<_> = std::fs::read_dir(server.root.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("upload_id")).collect();
+    assert!(leftovers.is_empty(), "no multipart upload is left on the server: {leftovers:?}");
 }

@@ -325,7 +325,16 @@ async fn upload_one(shared: Arc<Shared>, job: Job, digests: Digests, part_size: 
 async fn multipart(shared: &Arc<Shared>, job: &Job, digests: &Digests, part_size: u64) -> Result<One, S3Error> {
     let url = &job.url;
     let key = url.to_string();
-    let recorded = shared.with_state(|s| s.uploads.get(&key).cloned()).filter(|u| u.sha256 == digests.sha256_hex && u.part_size == part_size);
+    let (recorded, stale): (Option<Unfinished>, Option<Unfinished>) = match shared.with_state(|s| s.uploads.get(&key).cloned()) {
+        Some(u) if u.sha256 == digests.sha256_hex && u.part_size == part_size => (Some(u), None),
+        other => (None, other),
+    };
+    if let Some(stale) = stale {
+        // The file changed since: its parts are of no use. Best effort; S3 lifecycle rules
+        // clean up what this misses.
+        let _permit = shared.permit(&key).await?;
+        let _ = shared.client.abort_multipart_upload().bucket(&url.bucket).key(&url.key).upload_id(&stale.upload_id).send().await;
+    }
     let mut done: BTreeMap<i32, DonePart> = BTreeMap::new();
     let mut upload_id = None;
     if let Some(rec) = recorded {
