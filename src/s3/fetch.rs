@@ -6,12 +6,11 @@
 //! or the `sha256` metadata our uploads set) before it is renamed into place.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::types::ChecksumMode;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{S3Error, S3Url, Store};
 
@@ -108,7 +107,7 @@ pub(super) async fn fetch(store: &Store, url: &S3Url, cache_dir: &Path) -> Resul
     drop(file);
 
     if let Some((what, expected)) = expected_sha {
-        let found = sha256_hex(&partial)?;
+        let found = crate::output::manifest::sha256_file(&partial).map_err(S3Error::local("read", &partial))?;
         if found != expected {
             // Bad bytes are not worth resuming from.
             let _ = fs::remove_file(&partial);
@@ -136,20 +135,6 @@ fn expected_sha256(checksum: Option<&str>, metadata: Option<&str>) -> Option<(&'
     metadata.filter(|m| m.len() == 64).map(|m| ("sha256 metadata", m.to_ascii_lowercase()))
 }
 
-pub(super) fn sha256_hex(path: &Path) -> Result<String, S3Error> {
-    let mut file = File::open(path).map_err(S3Error::local("read", path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(S3Error::local("read", path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(super::hex(&hasher.finalize()))
-}
-
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
@@ -161,10 +146,7 @@ fn read_note(path: &Path) -> Option<CacheNote> {
 }
 
 fn write_note(path: &Path, note: &CacheNote) -> Result<(), S3Error> {
-    let tmp = with_suffix(path, ".tmp");
-    let text = serde_json::to_vec(note).unwrap_or_default();
-    fs::write(&tmp, text).map_err(S3Error::local("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(S3Error::local("rename into", path))
+    crate::output::write_json_atomic(path, note).map_err(S3Error::from)
 }
 
 #[cfg(test)]

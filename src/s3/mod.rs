@@ -129,6 +129,12 @@ impl S3Error {
     }
 }
 
+impl From<crate::output::OutputError> for S3Error {
+    fn from(e: crate::output::OutputError) -> Self {
+        S3Error::Local { action: "write", path: e.path, source: e.source }
+    }
+}
+
 /// A connected client: one small async runtime driven from blocking calls.
 pub struct Store {
     rt: tokio::runtime::Runtime,

@@ -87,7 +87,7 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), S3Error
         let kind = entry.file_type().map_err(S3Error::local("stat", &path))?;
         if kind.is_dir() {
             collect(root, &path, out)?;
-        } else if kind.is_file() && !NOT_UPLOADED.contains(&name.as_str()) && !name.ends_with(".partial") && !name.ends_with(".tmp") {
+        } else if kind.is_file() && !NOT_UPLOADED.contains(&name.as_str()) && !name.ends_with(".partial") {
             let rel = path.strip_prefix(root).unwrap_or(&path);
             out.push(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
         }
@@ -132,15 +132,7 @@ impl StateFile {
                 _ => Ok(()),
             };
         }
-        let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_vec_pretty(&self.uploads).unwrap_or_default();
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, &text)?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)
-        };
-        write().map_err(S3Error::local("write", path))
+        crate::output::write_json_atomic(path, &self.uploads).map_err(S3Error::from)
     }
 }
 
