@@ -248,16 +248,20 @@ fn output_bytes(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
 #[test]
 fn the_parallel_pipeline_writes_the_same_bytes_as_one_thread() {
     let tmp = tempfile::tempdir().unwrap();
-    let one = tmp.path().join("one");
-    let two = tmp.path().join("two");
-    harvest_ok(&hamilton(), &one, &["--stride", "2", "--threads", "1"]);
-    let run = harvest_ok(&hamilton(), &two, &["--stride", "2", "--threads", "2"]);
-    assert_eq!(run.manifest["threads"], serde_json::json!({"budget": 2, "decode": 1, "onnx": 2, "onnx_while_decoding": 1}));
-    let (a, b) = (output_bytes(&one), output_bytes(&two));
-    assert!(a.contains_key("faces.jsonl") && a.contains_key("embeddings.npy") && a.keys().any(|k| k.starts_with("crops")));
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (name, bytes) in &a {
-        assert!(bytes == &b[name], "{name} differs between --threads 1 and --threads 2");
+    // One call per frame, and calls packed across frames (whose detections may finish out of
+    // order on two workers).
+    for (n, extra) in [&[][..], &["--batch-size", "4"][..]].into_iter().enumerate() {
+        let one = tmp.path().join(format!("one{n}"));
+        let two = tmp.path().join(format!("two{n}"));
+        harvest_ok(&hamilton(), &one, &[&["--stride", "2", "--threads", "1"][..], extra].concat());
+        let run = harvest_ok(&hamilton(), &two, &[&["--stride", "2", "--threads", "2"][..], extra].concat());
+        assert_eq!(run.manifest["threads"], serde_json::json!({"budget": 2, "decode": 1, "workers": 2, "worker_threads": 1}));
+        let (a, b) = (output_bytes(&one), output_bytes(&two));
+        assert!(a.contains_key("faces.jsonl") && a.contains_key("embeddings.npy") && a.keys().any(|k| k.starts_with("crops")));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (name, bytes) in &a {
+            assert!(bytes == &b[name], "{name} differs between --threads 1 and --threads 2 ({extra:?})");
+        }
     }
 }
 

@@ -132,28 +132,32 @@ pub struct InputFacts {
     pub video: VideoInfo,
 }
 
-/// How the `--threads` budget was spent: FFmpeg decodes with `decode` threads; each ONNX model
-/// runs with `onnx` intra-op threads while nothing else is busy, and with `onnx_while_decoding`
-/// while the decode stage holds its share (0: inference waits for it), so busy threads never
+/// How the `--threads` budget was spent: FFmpeg decodes with `decode` threads, and `workers`
+/// model workers each run their own detector and embedder sessions with `worker_threads`
+/// intra-op threads. Every stage holds one CPU permit per busy thread, so busy threads never
 /// exceed `budget`.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]
 pub struct ThreadSplit {
     pub budget: usize,
     pub decode: usize,
-    pub onnx: usize,
-    pub onnx_while_decoding: usize,
+    pub workers: usize,
+    pub worker_threads: usize,
 }
 
+/// Model workers at most: past this, workers get more intra-op threads instead (each worker
+/// holds its own sessions, so memory grows with their number).
+const MAX_WORKERS: usize = 4;
+
 impl ThreadSplit {
-    /// Decoding takes a quarter of the budget (at least one thread) beside inference, or all of
-    /// it when no model runs.
+    /// One-thread workers, one per permit, up to [`MAX_WORKERS`]; decoding takes a quarter of
+    /// the budget (at least one thread), or all of it when no model runs.
     pub fn plan(budget: usize, models: bool) -> Self {
         let budget = budget.max(1);
         if !models {
-            return Self { budget, decode: budget, onnx: 0, onnx_while_decoding: 0 };
+            return Self { budget, decode: budget, workers: 0, worker_threads: 0 };
         }
-        let decode = (budget / 4).max(1);
-        Self { budget, decode, onnx: budget, onnx_while_decoding: budget - decode }
+        let worker_threads = budget.div_ceil(MAX_WORKERS);
+        Self { budget, decode: (budget / 4).max(1), workers: budget / worker_threads, worker_threads }
     }
 }
 
@@ -233,14 +237,17 @@ mod split_tests {
 
     #[test]
     fn split_never_exceeds_the_budget() {
-        for budget in 1..=16 {
+        for budget in 1..=32 {
             let s = ThreadSplit::plan(budget, true);
-            assert!(s.decode >= 1 && s.onnx == budget);
-            assert!(s.decode + s.onnx_while_decoding <= budget, "{s:?}");
+            assert!(s.decode >= 1 && s.decode <= budget, "{s:?}");
+            assert!(s.workers >= 1 && s.workers <= 4 && s.workers * s.worker_threads <= budget, "{s:?}");
+            // Few permits left idle by the workers.
+            assert!(budget - s.workers * s.worker_threads < s.worker_threads, "{s:?}");
             assert_eq!(ThreadSplit::plan(budget, false).decode, budget);
         }
-        assert_eq!(ThreadSplit::plan(2, true), ThreadSplit { budget: 2, decode: 1, onnx: 2, onnx_while_decoding: 1 });
-        assert_eq!(ThreadSplit::plan(8, true).decode, 2);
+        assert_eq!(ThreadSplit::plan(1, true), ThreadSplit { budget: 1, decode: 1, workers: 1, worker_threads: 1 });
+        assert_eq!(ThreadSplit::plan(2, true), ThreadSplit { budget: 2, decode: 1, workers: 2, worker_threads: 1 });
+        assert_eq!(ThreadSplit::plan(16, true), ThreadSplit { budget: 16, decode: 4, workers: 4, worker_threads: 4 });
     }
 }
 

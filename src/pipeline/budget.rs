@@ -1,13 +1,11 @@
 //! A counting semaphore of CPU permits: a stage holds as many permits as it runs busy threads,
 //! so the stages together never exceed `--threads`, whatever their own thread settings.
 //!
-//! The inference stage is flexible: it has sessions for two thread counts and takes the larger
-//! share only when nobody else is waiting, so decoding overlaps inference instead of queueing
-//! behind it. Decoding runs in bursts; past its soft length a burst ends at the first moment the
-//! flexible stage waits for the larger share, so hand-overs cost a frame, not a model call.
+//! Decoding asks first ([`CpuBudget::run_first`]): while it waits, permits freed by model
+//! workers go to it, so the frames the workers will need next are never starved by workers
+//! taking turn after turn.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 pub struct CpuBudget {
     total: usize,
@@ -17,104 +15,48 @@ pub struct CpuBudget {
 
 struct State {
     free: usize,
-    /// Stages blocked in [`CpuBudget::run`] for a fixed number of permits.
-    waiting: usize,
-    /// A burst is past its soft length: the flexible stage waits for it rather than squeeze in.
-    yielding: bool,
-    /// The flexible stage is blocked waiting for permits.
-    flexible_waiting: bool,
+    /// Stages blocked in [`CpuBudget::run_first`].
+    first_waiting: usize,
 }
 
 impl CpuBudget {
     pub fn new(total: usize) -> Self {
         let total = total.max(1);
-        Self { total, state: Mutex::new(State { free: total, waiting: 0, yielding: false, flexible_waiting: false }), freed: Condvar::new() }
+        Self { total, state: Mutex::new(State { free: total, first_waiting: 0 }), freed: Condvar::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `work` while holding `permits` (capped at the budget), waiting until they are free.
+    /// Runs `work` while holding `permits` (capped at the budget), waiting until they are free
+    /// and no [`run_first`](Self::run_first) caller is waiting.
     pub fn run<T>(&self, permits: usize, work: impl FnOnce() -> T) -> T {
+        self.acquire(permits, false, work)
+    }
+
+    /// [`run`](Self::run), ahead of every plain `run` waiting.
+    pub fn run_first<T>(&self, permits: usize, work: impl FnOnce() -> T) -> T {
+        self.acquire(permits, true, work)
+    }
+
+    fn acquire<T>(&self, permits: usize, first: bool, work: impl FnOnce() -> T) -> T {
         let want = permits.clamp(1, self.total);
         {
             let mut state = self.lock();
-            state.waiting += 1;
-            while state.free < want {
+            if first {
+                state.first_waiting += 1;
+            }
+            while state.free < want || (!first && state.first_waiting > 0) {
                 state = self.freed.wait(state).unwrap_or_else(PoisonError::into_inner);
             }
-            state.waiting -= 1;
+            if first {
+                state.first_waiting -= 1;
+            }
             state.free -= want;
         }
         let _release = Release { budget: self, permits: want };
         work()
-    }
-
-    /// Runs `work(n)` with `n = most` permits when that many are free and no other stage is
-    /// waiting, else with `n = least` as soon as that many are free.
-    pub fn run_flexible<T>(&self, most: usize, least: usize, work: impl FnOnce(usize) -> T) -> T {
-        let most = most.clamp(1, self.total);
-        let least = least.clamp(1, most);
-        let took = {
-            let mut state = self.lock();
-            let took = loop {
-                if state.free >= most && state.waiting == 0 {
-                    break most;
-                }
-                if state.free >= least && !state.yielding {
-                    break least;
-                }
-                state.flexible_waiting = true;
-                state = self.freed.wait(state).unwrap_or_else(PoisonError::into_inner);
-            };
-            state.flexible_waiting = false;
-            state.free -= took;
-            took
-        };
-        let _release = Release { budget: self, permits: took };
-        work(took)
-    }
-
-    /// Runs a burst of work under `permits`. `work` gets a [`Burst`] to ask, between items,
-    /// whether to stop: once past its soft length, as soon as the flexible stage waits.
-    pub fn run_burst<T>(&self, permits: usize, work: impl FnOnce(&Burst) -> T) -> T {
-        self.run(permits, || work(&Burst { budget: self }))
-    }
-
-    /// [`run`](Self::run), also returning how long `work` itself took (the wait for permits
-    /// excluded), so stage timings measure work rather than contention.
-    pub fn timed<T>(&self, permits: usize, work: impl FnOnce() -> T) -> (T, Duration) {
-        self.run(permits, || {
-            let start = Instant::now();
-            let out = work();
-            (out, start.elapsed())
-        })
-    }
-}
-
-/// A running burst's view of the budget.
-pub struct Burst<'a> {
-    budget: &'a CpuBudget,
-}
-
-impl Burst<'_> {
-    /// Call when the burst has done its soft length of work; from then on the flexible stage
-    /// waits for this burst instead of starting a call on the smaller share.
-    pub fn past_soft_length(&self) {
-        self.budget.lock().yielding = true;
-    }
-
-    /// Whether the flexible stage is waiting for this burst's permits.
-    pub fn someone_waits(&self) -> bool {
-        self.budget.lock().flexible_waiting
-    }
-}
-
-/// A burst ends (even by a panic) no longer yielding.
-impl Drop for Burst<'_> {
-    fn drop(&mut self) {
-        self.budget.lock().yielding = false;
     }
 }
 
@@ -164,43 +106,34 @@ mod tests {
     }
 
     #[test]
-    fn flexible_stage_takes_all_when_alone_and_gives_way_to_a_waiter() {
-        let budget = Arc::new(CpuBudget::new(2));
-        assert_eq!(budget.run_flexible(2, 1, |n| n), 2, "alone: the larger share");
-        // Another stage holds one permit: the flexible one runs on the rest at once.
-        let inside = budget.run(1, || budget.run_flexible(2, 1, |n| n));
-        assert_eq!(inside, 1);
-        // Another stage waits for its permit: the flexible one leaves it room.
-        let waiting = {
-            budget.lock().waiting += 1;
-            let n = budget.run_flexible(2, 1, |n| n);
-            budget.lock().waiting -= 1;
-            n
-        };
-        assert_eq!(waiting, 1);
-        assert_eq!(budget.lock().free, 2);
-    }
-
-    #[test]
-    fn a_burst_past_its_soft_length_ends_when_the_flexible_stage_waits() {
-        let budget = Arc::new(CpuBudget::new(2));
-        let flexible = {
-            let budget = budget.clone();
-            move || budget.run_flexible(2, 1, |n| n)
-        };
-        let items = budget.run_burst(1, |burst| {
-            burst.past_soft_length();
-            let other = std::thread::spawn(flexible.clone());
-            let mut items = 0;
-            while !burst.someone_waits() {
-                items += 1;
+    fn a_first_caller_gets_the_next_free_permit() {
+        let budget = Arc::new(CpuBudget::new(1));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (plain, first) = budget.run(1, || {
+            let spawn = |name: &'static str, first: bool| {
+                let (budget, order) = (budget.clone(), order.clone());
+                std::thread::spawn(move || {
+                    let push = || order.lock().unwrap().push(name);
+                    if first {
+                        budget.run_first(1, push)
+                    } else {
+                        budget.run(1, push)
+                    }
+                })
+            };
+            let plain = spawn("plain", false);
+            // The plain caller is surely waiting before the first one starts to.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let first = spawn("first", true);
+            while budget.lock().first_waiting == 0 {
                 std::thread::yield_now();
             }
-            (items, other)
+            (plain, first)
         });
-        // The flexible stage did not squeeze in beside the yielding burst: it got both permits.
-        assert_eq!(items.1.join().unwrap(), 2);
-        assert!(!budget.lock().yielding);
+        plain.join().unwrap();
+        first.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["first", "plain"]);
+        assert_eq!(budget.lock().free, 1);
     }
 
     #[test]

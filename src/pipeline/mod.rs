@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! decode thread ──SampledFrame──▶ infer thread ──EmbeddedFrame──▶ writer (calling thread)
-//! (FFmpeg, every frame,          (detect, gate, align, embed)     (tracks, identities, files,
-//!  shot cuts)                                                       progress)
+//! (FFmpeg, every frame,          (coordinator: detect, gate,      (tracks, identities, files,
+//!  shot cuts)                     align, embed on model workers)   progress)
 //! ```
 //!
 //! Channels are bounded, so memory does not grow with video length; shutdown is by dropping
@@ -14,12 +14,13 @@
 mod budget;
 mod existing;
 mod floor;
+mod infer;
 mod progress;
 mod resume;
 mod seeds;
 mod sink;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,8 +35,8 @@ use crate::align::quality::{landmarks_outside, laplacian_variance, yaw_degrees};
 use crate::config::{ConfigError, HarvestConfig, Mode};
 use crate::detect;
 use crate::log;
-use crate::embed::sface::{crops_to_tensor, SfaceEmbedder};
-use crate::embed::batching::{max_crops_for, Packer, Part};
+use crate::embed::sface::SfaceEmbedder;
+use crate::embed::batching::{max_crops_for, Packer};
 use crate::embed::Embedder;
 use crate::onnx::{self, OnnxError};
 use crate::output::manifest::{Counts, EmbedBatching, Host, InputFacts, Manifest, ModelFile, ThreadSplit, Timings};
@@ -45,7 +46,6 @@ use crate::types::{Detection, FaceQuality, RgbImage, SkipReason};
 use crate::video::{DecodeIssue, VideoDecoder, VideoError};
 pub use budget::CpuBudget;
 pub use floor::{floor, Floor};
-use budget::Burst;
 use progress::{bar_line, eta, RateWindow};
 pub use seeds::{identify, IdentifySummary};
 pub use resume::Attempt;
@@ -308,15 +308,10 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     let video = decoder.info().clone();
     let mode = cfg.settings.run.mode;
     let detect = &cfg.settings.detect;
-    let shared_threads = split.onnx_while_decoding.max(1);
-    // Start-up is four ONNX sessions and two model hashes: run them side by side, as many at a
-    // time as the budget allows (each is one busy thread).
+    // Start-up is each worker's sessions and two model hashes: run them side by side, as many
+    // at a time as the budget allows (each is one busy thread).
     let loading = CpuBudget::new(cfg.threads);
-    let (detectors, embedders, models) = thread::scope(|s| {
-        let embedders = s.spawn(|| match mode {
-            Mode::Full => Shares::load(split.onnx, shared_threads, &loading, |n| SfaceEmbedder::load(&cfg.embedder, n)).map(Some),
-            _ => Ok(None),
-        });
+    let (workers, models) = thread::scope(|s| {
         let hashes: Vec<_> = [("detector", &cfg.detector, mode != Mode::DecodeOnly), ("embedder", &cfg.embedder, mode == Mode::Full)]
             .into_iter()
             .filter(|m| m.2)
@@ -325,21 +320,32 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
                 s.spawn(move || loading.run(1, || ModelFile::hash(path).map(|f| (role, f)).map_err(|source| HarvestError::ModelRead { path: path.clone(), source })))
             })
             .collect();
-        let detectors = match mode {
-            Mode::DecodeOnly => Ok(None),
-            _ => Shares::load(split.onnx, shared_threads, &loading, |n| detect::load(&cfg.detector, n, detect.clone(), detect.family)).map(Some),
-        };
-        let embedders = join_scoped(embedders);
+        let n = split.worker_threads;
+        let sessions: Vec<_> = (0..split.workers)
+            .map(|_| {
+                let loading = &loading;
+                let embedder = s.spawn(move || match mode {
+                    Mode::Full => loading.run(1, || SfaceEmbedder::load(&cfg.embedder, n)).map(Some),
+                    _ => Ok(None),
+                });
+                let detector = s.spawn(move || loading.run(1, || detect::load(&cfg.detector, n, detect.clone(), detect.family)));
+                (detector, embedder)
+            })
+            .collect();
+        let workers: Result<Vec<infer::Models>, HarvestError> = sessions
+            .into_iter()
+            .map(|(d, e)| Ok(infer::Models { detector: join_scoped(d)?, embedder: join_scoped(e)? }))
+            .collect();
         let models: Result<BTreeMap<_, _>, HarvestError> = hashes.into_iter().map(join_scoped).collect();
-        (detectors, embedders, models)
+        (workers, models)
     });
-    let (mut detectors, mut embedders, models) = (detectors?, embedders?, models?);
+    let (mut workers, models) = (workers?, models?);
     let identity = resume::identity(cfg, &models);
-    let gallery = match (&cfg.seeds, detectors.as_mut(), embedders.as_mut()) {
-        (Some(dir), Some(d), Some(e)) => Some(seeds::build_gallery(dir, d.full.as_mut(), &mut e.full, &cfg.settings.quality)?),
+    let gallery = match (&cfg.seeds, workers.first_mut()) {
+        (Some(dir), Some(infer::Models { detector, embedder: Some(e) })) => Some(seeds::build_gallery(dir, detector.as_mut(), e, &cfg.settings.quality)?),
         _ => None,
     };
-    let dim = embedders.as_ref().map_or(0, |e| e.full.dim());
+    let dim = workers.first().and_then(|m| m.embedder.as_ref()).map_or(0, |e| e.dim());
     let (mut writer, crops) = match &checkpoint {
         Some(c) => (RunWriter::resume(&cfg.out_dir, dim, c.position)?, CropsDir::resume(&cfg.out_dir)?),
         None => (RunWriter::create(&cfg.out_dir, dim)?, CropsDir::create(&cfg.out_dir)?),
@@ -350,11 +356,10 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     let (first_frame, first_sampled) = checkpoint.as_ref().map_or((0, 0), |c| (c.decode.next_frame, c.decode.sampled));
     let decoded_before = checkpoint.as_ref().and_then(|c| c.tail.as_ref()).map_or(first_frame, |t| t.frames_decoded);
     let shared = Arc::new(Shared { decoded: AtomicU64::new(decoded_before), sampled: AtomicU64::new(first_sampled) });
-    // A rendezvous: one chunk is decoded while the previous one is inferred, no more.
-    let (frame_tx, frame_rx) = bounded::<Vec<SampledFrame>>(0);
+    let (frame_tx, frame_rx) = bounded::<SampledFrame>(SAMPLED_AHEAD);
     let (face_tx, face_rx) = bounded::<EmbeddedFrame>(CHANNEL_DEPTH);
 
-    let plan = detectors.as_ref().map(|d| d.full.input_plan());
+    let plan = workers.first().map(|m| m.detector.input_plan());
     let mut decoder = match plan {
         // The decoder scales each sampled frame for the detector as it converts it.
         Some(plan) => decoder.with_scaled(Box::new(move |w, h| plan.content_size(w, h))),
@@ -375,17 +380,17 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
                     return Ok(stats);
                 }
                 if let Some(at) = resume_at {
-                    budget.run(split.decode, || decoder.resume_after(at.next_frame, at.pts, at.t))?;
+                    budget.run_first(split.decode, || decoder.resume_after(at.next_frame, at.pts, at.t))?;
                 }
                 loop {
-                    // One burst under the decode share: the next chunk of sampled frames, each
-                    // letterboxed for the detector here, so inference only runs models.
-                    let (chunk, ended) = budget.run_burst(split.decode, |burst| {
-                        decode_chunk(&mut decoder, &mut side, plan.as_ref(), &mut stats, &shared, burst)
-                    });
+                    // Up to the next sampled frame, letterboxed for the detector here so the
+                    // workers only run models; the permits are not held while the frame waits.
+                    let (frame, ended) = budget.run_first(split.decode, || decode_next(&mut decoder, &mut side, plan.as_ref(), &mut stats, &shared));
                     let ended = ended?;
-                    if !chunk.is_empty() && frame_tx.send(chunk).is_err() {
-                        return Ok(stats);
+                    if let Some(frame) = frame {
+                        if frame_tx.send(frame).is_err() {
+                            return Ok(stats);
+                        }
                     }
                     if ended {
                         stats.tail.frames_decoded = shared.decoded.load(Ordering::Relaxed);
@@ -400,57 +405,17 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
             .map_err(|_| HarvestError::Panicked { stage: "decode" })?
     };
 
-    let gates = cfg.settings.quality.clone();
-    let batch = cfg.settings.embed.batch;
-    let mut packer = Packer::new(cfg.settings.embed.batch_size, batching.max_crops_per_call);
-    let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    let infer_plan = infer::Plan {
+        batch: cfg.settings.embed.batch,
+        packer: Packer::new(cfg.settings.embed.batch_size, batching.max_crops_per_call),
+        gates: cfg.settings.quality.clone(),
+        worker_threads: split.worker_threads,
+    };
     let infer_handle = {
         let budget = budget.clone();
         thread::Builder::new()
             .name("infer".into())
-            .spawn(move || -> Result<InferStats, OnnxError> {
-                let mut stats = InferStats::default();
-                for frame in frame_rx.into_iter().flatten() {
-                    let mut timing = FrameTiming { decode_ms: frame.carry.decode_ms, ..FrameTiming::default() };
-                    let faces = match (detectors.as_mut(), &frame.input, &frame.image) {
-                        (Some(d), Some(input), Some(image)) => {
-                            let (dets, took) = d.run(&budget, |d| d.detect_prepared(input))?;
-                            timing.detect_ms = ms(took);
-                            budget.run(1, || {
-                                let t1 = Instant::now();
-                                let faces: Vec<FaceOut> = dets.into_iter().map(|det| assess(image, det, &gates)).collect();
-                                timing.align_ms = ms(t1.elapsed());
-                                faces
-                            })
-                        }
-                        _ => Vec::new(),
-                    };
-                    let passed: Vec<usize> = match embedders {
-                        Some(_) => (0..faces.len()).filter(|&i| faces[i].skip.is_none()).collect(),
-                        None => Vec::new(),
-                    };
-                    let calls = if batch {
-                        packer.push(frame.idx, passed.len())
-                    } else {
-                        (0..passed.len()).map(|start| vec![Part { frame: frame.idx, start, len: 1 }]).collect()
-                    };
-                    let Carry { decode, closed_shots, issues, .. } = frame.carry;
-                    let waiting_frame = EmbeddedFrame { idx: frame.idx, t: frame.t, shot: frame.shot, faces, embed_calls: 0, timing, decode, closed_shots, issues };
-                    waiting.push_back(Waiting { remaining: passed.len(), passed, frame: waiting_frame });
-                    for call in calls {
-                        run_call(&call, &mut waiting, embedders.as_mut(), &budget)?;
-                    }
-                    if !send_ready(&mut waiting, &face_tx) {
-                        return Ok(stats);
-                    }
-                }
-                if let Some(call) = packer.flush() {
-                    run_call(&call, &mut waiting, embedders.as_mut(), &budget)?;
-                }
-                send_ready(&mut waiting, &face_tx);
-                stats.frames_split = packer.split_frames();
-                Ok(stats)
-            })
+            .spawn(move || infer::run(frame_rx, face_tx, workers, infer_plan, &budget))
             .map_err(|_| HarvestError::Panicked { stage: "infer" })?
     };
 
@@ -553,9 +518,8 @@ impl Keeper<'_> {
     }
 }
 
-/// Sampled frames per decode burst, softly: past it, the burst ends as soon as inference waits
-/// for the decode share (at a frame boundary), and at twice this in any case (memory bound).
-const CHUNK: usize = 8;
+/// Sampled frames decoded ahead of inference, beyond those in the workers' hands.
+const SAMPLED_AHEAD: usize = 2;
 
 #[derive(Default)]
 struct DecodeStats {
@@ -633,32 +597,31 @@ impl DecodeSide {
     }
 }
 
-/// Decodes one burst of frames (see [`CHUNK`]), following shots and preparing detector inputs
-/// of the sampled ones. Returns the chunk and whether the stream has ended.
-fn decode_chunk(
+/// Decodes up to and including the next sampled frame, following shots and preparing the
+/// sampled frame's detector input. Returns the frame (none at the end) and whether the stream
+/// has ended.
+fn decode_next(
     decoder: &mut VideoDecoder,
     side: &mut DecodeSide,
     plan: Option<&detect::InputPlan>,
     stats: &mut DecodeStats,
     shared: &Shared,
-    burst: &Burst,
-) -> (Vec<SampledFrame>, Result<bool, VideoError>) {
-    let mut chunk = Vec::with_capacity(2 * CHUNK);
-    while chunk.len() < 2 * CHUNK && !(chunk.len() >= CHUNK && burst.someone_waits()) {
+) -> (Option<SampledFrame>, Result<bool, VideoError>) {
+    loop {
         if crate::interrupt::requested().is_some() {
             stats.interrupted = true;
             stats.tail.issues = std::mem::take(&mut side.issues);
-            return (chunk, Ok(true));
+            return (None, Ok(true));
         }
         let t0 = Instant::now();
         let next = match decoder.next_frame() {
             Ok(next) => next,
-            Err(e) => return (chunk, Err(e)),
+            Err(e) => return (None, Err(e)),
         };
         side.issues.extend(decoder.take_issues());
         let Some(frame) = next else {
             stats.tail.issues = std::mem::take(&mut side.issues);
-            return (chunk, Ok(true));
+            return (None, Ok(true));
         };
         side.decode_ms += ms(t0.elapsed());
         shared.decoded.fetch_add(1, Ordering::Relaxed);
@@ -674,55 +637,14 @@ fn decode_chunk(
             };
             side.decode_ms += ms(t1.elapsed());
             let carry = side.carry(frame.idx + 1, frame.pts, frame.t);
-            chunk.push(SampledFrame { idx: frame.idx, t: frame.t, shot, image, input, carry });
-            if chunk.len() == CHUNK {
-                burst.past_soft_length();
-            }
+            return (Some(SampledFrame { idx: frame.idx, t: frame.t, shot, image, input, carry }), Ok(false));
         }
     }
-    (chunk, Ok(false))
 }
 
 /// The result of a scoped start-up thread; its panic goes on in the caller.
 fn join_scoped<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {
     handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
-/// One model loaded at two thread counts: `full` runs alone on the whole budget, `shared` beside
-/// a decode burst on what it leaves. Identical weights and kernels give identical outputs.
-struct Shares<T> {
-    full: T,
-    shared: Option<T>,
-    threads: (usize, usize),
-}
-
-impl<T> Shares<T> {
-    /// Loads both sessions, side by side when `budget` has room for two.
-    fn load<E: Send>(full: usize, shared: usize, budget: &CpuBudget, load: impl Fn(usize) -> Result<T, E> + Sync) -> Result<Self, E>
-    where
-        T: Send,
-    {
-        thread::scope(|s| {
-            let second = (shared < full).then(|| s.spawn(|| budget.run(1, || load(shared))));
-            let first = budget.run(1, || load(full));
-            let second = second.map(join_scoped).transpose()?;
-            Ok(Self { full: first?, shared: second, threads: (full, shared) })
-        })
-    }
-
-    /// Runs `work` on whichever session fits the permits free now.
-    fn run<R>(&mut self, budget: &CpuBudget, work: impl FnOnce(&mut T) -> R) -> R {
-        let (full, shared) = self.threads;
-        budget.run_flexible(full, shared, |n| match self.shared.as_mut() {
-            Some(s) if n < full => work(s),
-            _ => work(&mut self.full),
-        })
-    }
-}
-
-#[derive(Default)]
-struct InferStats {
-    frames_split: u64,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -749,57 +671,6 @@ fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib << 10)
-}
-
-/// A frame whose crops are not all embedded yet; `passed` indexes its faces to embed.
-struct Waiting {
-    frame: EmbeddedFrame,
-    passed: Vec<usize>,
-    remaining: usize,
-}
-
-/// Runs one planned embedder call over crops of the waiting frames and stores the vectors.
-fn run_call(
-    call: &[Part],
-    waiting: &mut VecDeque<Waiting>,
-    embedders: Option<&mut Shares<SfaceEmbedder>>,
-    budget: &CpuBudget,
-) -> Result<(), OnnxError> {
-    let Some(embedders) = embedders else { return Ok(()) };
-    let find = |w: &VecDeque<Waiting>, frame: u64| w.iter().position(|x| x.frame.idx == frame);
-    let mut slots = Vec::new();
-    for part in call {
-        let Some(at) = find(waiting, part.frame) else { continue };
-        slots.extend(waiting[at].passed[part.start..part.start + part.len].iter().map(|&face| (at, face)));
-    }
-    let crops: Vec<&RgbImage> = slots.iter().filter_map(|&(at, face)| waiting[at].frame.faces[face].aligned.as_ref()).collect();
-    let tensor = crops_to_tensor(&crops);
-    let (vectors, took) = embedders.run(budget, |e| e.embed_tensor(tensor.view()))?;
-    // Each frame's share of the call, by its crops.
-    let share = ms(took) / slots.len().max(1) as f64;
-    for &(at, _) in &slots {
-        waiting[at].frame.timing.embed_ms += share;
-    }
-    for ((at, face), v) in slots.into_iter().zip(vectors) {
-        waiting[at].frame.faces[face].embedding = Some(v);
-        waiting[at].remaining -= 1;
-    }
-    if let Some(first) = call.first().and_then(|p| find(waiting, p.frame)) {
-        waiting[first].frame.embed_calls += 1;
-    }
-    Ok(())
-}
-
-/// Sends the frames at the front whose crops are all embedded; false once the writer is gone.
-fn send_ready(waiting: &mut VecDeque<Waiting>, tx: &crossbeam_channel::Sender<EmbeddedFrame>) -> bool {
-    while waiting.front().is_some_and(|w| w.remaining == 0) {
-        if let Some(w) = waiting.pop_front() {
-            if tx.send(w.frame).is_err() {
-                return false;
-            }
-        }
-    }
-    true
 }
 
 /// Measures one detection, applies the quality gates in order (size, score, frame, pose,
