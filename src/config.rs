@@ -20,7 +20,7 @@ pub const ORT_LIB_ENV: &str = "EPISODE_RUN_ORT_LIB";
 pub const HOME_ENV: &str = "EPISODE_RUN_HOME";
 /// Runtime library file inside the set-up folder.
 pub const ORT_LIB_FILE: &str = "lib/libonnxruntime.so.1.31.1";
-pub const DEFAULT_DETECTOR: &str = "models/face_detection_yunet_2023mar.onnx";
+pub const DEFAULT_DETECTOR: &str = "models/face_detection_yunet_2023mar_dynamic.onnx";
 pub const DEFAULT_EMBEDDER: &str = "models/face_recognition_sface_2021dec_fp32.onnx";
 
 #[derive(Debug, thiserror::Error)]

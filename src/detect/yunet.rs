@@ -2,9 +2,11 @@
 //! normalisation; outputs `cls`/`obj`/`bbox`/`kps` for strides 8, 16 and 32, one anchor per cell.
 //!
 //! Frames are letterboxed, never stretched: scaled by one factor to fit the model input, placed
-//! at the top-left corner, the rest left black (see [`super::letterbox`]). The 2023mar model has a fixed 640×640 input;
-//! models with a symbolic H×W get the frame scaled to `input_size` on its longer side, padded up
-//! to a multiple of 32, so a 16:9 frame does not pay for a square.
+//! at the top-left corner, the rest left black (see [`super::letterbox`]). The 2023mar model as
+//! shipped has a fixed 640×640 input; the default is that model with its sizes made symbolic
+//! (`scripts/prepare_yunet.py`). Models with a symbolic H×W get the frame scaled to `input_size`
+//! on its longer side, padded up to a multiple of 32, so a 16:9 frame is detected at 640×384
+//! instead of paying for a square.
 
 use std::path::Path;
 use std::time::Duration;
