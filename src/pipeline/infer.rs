@@ -11,11 +11,11 @@
 //! Each worker owns its own detector and embedder sessions at a few intra-op threads, and holds
 //! that many CPU permits while it runs a job. Why a pool rather than one session spread over
 //! every thread: ONNX Runtime's intra-op threads scale poorly on the small calls a harvest makes
-//! (one frame's 1–3 crops), while two one-thread calls side by side scale almost perfectly (on
-//! this 2-core machine, SFace: one 2-thread call 20.3 ms/face at batch 1 and 17.9 at batch 2,
-//! two 1-thread calls side by side 17.2 and 16.9); and any worker picks up whatever is ready —
-//! the next frame's detection or an earlier frame's embedding — so a core does not sit idle
-//! while another finishes a call.
+//! (one frame's 1–3 crops), while one-thread calls side by side do not (`scripts/ort_threads_probe.py`,
+//! on this 2-core machine: SFace on one crop, 23.6 ms for a 2-thread call against 20.8 ms per
+//! call for two one-thread calls side by side; at 2–8 crops they are about even); and any
+//! worker picks up whatever is ready — the next frame's detection or an earlier frame's
+//! embedding — so a core does not sit idle while another finishes a call.
 //!
 //! Outputs do not depend on the pool: frames are packed into embedder calls in frame order
 //! whatever order their detections finish in, so the calls are the same as on one thread, every
@@ -210,6 +210,8 @@ struct Coordinator {
 impl Coordinator {
     fn drive(&mut self, frames: &Receiver<SampledFrame>, done: &Receiver<Result<Done, HarvestError>>, max_jobs: usize) -> Result<(), HarvestError> {
         let (mut input_open, mut flushed) = (true, false);
+        // What a stage waits on when it must not take frames, or has no job out.
+        let (no_frames, no_results) = (never(), never());
         loop {
             if !input_open && self.unpacked.is_empty() && !flushed {
                 flushed = true;
@@ -225,7 +227,8 @@ impl Coordinator {
                 // The input has ended and every job is done.
                 return Ok(());
             }
-            let (frames, done) = (if accept { frames.clone() } else { never() }, if self.outstanding > 0 { done.clone() } else { never() });
+            let frames = if accept { frames } else { &no_frames };
+            let done = if self.outstanding > 0 { done } else { &no_results };
             select! {
                 recv(frames) -> frame => match frame {
                     Ok(frame) => self.take_frame(frame)?,
