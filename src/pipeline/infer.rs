@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{never, select, unbounded, Receiver, Sender};
 
 use super::budget::CpuBudget;
-use super::{assess, ms, EmbeddedFrame, FaceOut, FrameTiming, HarvestError, SampledFrame};
+use super::{assess, ms, Carry, EmbeddedFrame, FaceOut, FrameTiming, HarvestError, SampledFrame};
 use crate::config::Quality;
 use crate::detect::Detector;
-use crate::embed::batching::{Call, Packer};
+use crate::embed::batching::{Call, Packer, Part};
 use crate::embed::sface::{crops_to_tensor, SfaceEmbedder};
 use crate::onnx::OnnxError;
 use crate::types::RgbImage;
@@ -55,11 +55,6 @@ pub(super) struct Plan {
     pub worker_threads: usize,
 }
 
-#[derive(Default)]
-pub(super) struct InferStats {
-    pub frames_split: u64,
-}
-
 enum Job {
     /// Detect, gate and align one sampled frame.
     Frame(Box<SampledFrame>),
@@ -77,14 +72,15 @@ enum Done {
 const JOBS_PER_WORKER: usize = 3;
 
 /// Runs the stage until `frames` closes and every frame has gone to `out` (or `out` closed).
-/// With no workers (decode-only) frames pass straight through with no faces.
+/// With no workers (decode-only) frames pass straight through with no faces. Returns how many
+/// frames had to be split over several calls to stay within memory.
 pub(super) fn run(
     frames: Receiver<SampledFrame>,
     out: Sender<EmbeddedFrame>,
     workers: Vec<Models>,
     plan: Plan,
     budget: &CpuBudget,
-) -> Result<InferStats, HarvestError> {
+) -> Result<u64, HarvestError> {
     let (job_tx, job_rx) = unbounded::<Job>();
     let (done_tx, done_rx) = unbounded::<Result<Done, HarvestError>>();
     let embedding = workers.first().is_some_and(|m| m.embedder.is_some());
@@ -107,6 +103,7 @@ pub(super) fn run(
         drop((job_rx, done_tx));
         let mut c = Coordinator {
             jobs: job_tx,
+            done: done_rx,
             out,
             packer: plan.packer,
             batch: plan.batch,
@@ -119,12 +116,12 @@ pub(super) fn run(
             next_call: 0,
             outstanding: 0,
         };
-        let result = c.drive(&frames, &done_rx, max_jobs);
+        let result = c.drive(&frames, max_jobs);
         let frames_split = c.packer.split_frames();
         stop.store(true, Ordering::Relaxed);
         // Closing the job queue lets the workers end; the scope joins them.
         drop(c);
-        result.map(|()| InferStats { frames_split })
+        result.map(|()| frames_split)
     })
 }
 
@@ -155,9 +152,8 @@ struct Worker<'a> {
 fn run_job(models: &mut Models, job: Job, gates: &Quality) -> Result<Done, HarvestError> {
     match job {
         Job::Frame(frame) => {
-            let SampledFrame { idx, t, shot, image, input, carry } = *frame;
-            let mut timing = FrameTiming { decode_ms: carry.decode_ms, ..FrameTiming::default() };
-            let faces: Vec<FaceOut> = match (&input, &image) {
+            let mut timing = FrameTiming::default();
+            let faces: Vec<FaceOut> = match (&frame.input, &frame.image) {
                 (Some(input), Some(image)) => {
                     let (dets, took) = models.detector.detect_prepared(input)?;
                     timing.detect_ms = ms(took);
@@ -168,8 +164,7 @@ fn run_job(models: &mut Models, job: Job, gates: &Quality) -> Result<Done, Harve
                 }
                 _ => Vec::new(),
             };
-            let super::Carry { decode, closed_shots, issues, .. } = carry;
-            Ok(Done::Frame(EmbeddedFrame { idx, t, shot, faces, embed_calls: 0, timing, decode, closed_shots, issues }))
+            Ok(Done::Frame(detected(*frame, faces, timing)))
         }
         Job::Embed { call, crops } => {
             let embedder = models.embedder.as_mut().ok_or_else(|| OnnxError::Run { role: "embedder", reason: "no embedder loaded".into() })?;
@@ -178,6 +173,13 @@ fn run_job(models: &mut Models, job: Job, gates: &Quality) -> Result<Done, Harve
             Ok(Done::Embed { call, vectors, took })
         }
     }
+}
+
+/// A sampled frame with its faces found: its pixels dropped, what it carried kept.
+fn detected(frame: SampledFrame, faces: Vec<FaceOut>, timing: FrameTiming) -> EmbeddedFrame {
+    let SampledFrame { idx, t, shot, carry, .. } = frame;
+    let Carry { decode_ms, decode, closed_shots, issues } = carry;
+    EmbeddedFrame { idx, t, shot, faces, embed_calls: 0, timing: FrameTiming { decode_ms, ..timing }, decode, closed_shots, issues }
 }
 
 /// A frame whose crops are not all embedded yet; `passed` indexes its faces to embed.
@@ -189,6 +191,7 @@ struct Waiting {
 
 struct Coordinator {
     jobs: Sender<Job>,
+    done: Receiver<Result<Done, HarvestError>>,
     out: Sender<EmbeddedFrame>,
     packer: Packer,
     batch: bool,
@@ -208,7 +211,7 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    fn drive(&mut self, frames: &Receiver<SampledFrame>, done: &Receiver<Result<Done, HarvestError>>, max_jobs: usize) -> Result<(), HarvestError> {
+    fn drive(&mut self, frames: &Receiver<SampledFrame>, max_jobs: usize) -> Result<(), HarvestError> {
         let (mut input_open, mut flushed) = (true, false);
         // What a stage waits on when it must not take frames, or has no job out.
         let (no_frames, no_results) = (never(), never());
@@ -228,7 +231,7 @@ impl Coordinator {
                 return Ok(());
             }
             let frames = if accept { frames } else { &no_frames };
-            let done = if self.outstanding > 0 { done } else { &no_results };
+            let done = if self.outstanding > 0 { &self.done } else { &no_results };
             select! {
                 recv(frames) -> frame => match frame {
                     Ok(frame) => self.take_frame(frame)?,
@@ -239,7 +242,7 @@ impl Coordinator {
                         self.outstanding -= 1;
                         self.take_done(result?)?;
                     }
-                    Err(_) => return Err(HarvestError::Panicked { stage: "model worker" }),
+                    Err(_) => return Err(self.root_cause()),
                 },
             }
         }
@@ -248,10 +251,7 @@ impl Coordinator {
     fn take_frame(&mut self, frame: SampledFrame) -> Result<(), HarvestError> {
         self.unpacked.push_back(frame.idx);
         if self.pass_through {
-            let timing = FrameTiming { decode_ms: frame.carry.decode_ms, ..FrameTiming::default() };
-            let super::Carry { decode, closed_shots, issues, .. } = frame.carry;
-            let frame = EmbeddedFrame { idx: frame.idx, t: frame.t, shot: frame.shot, faces: Vec::new(), embed_calls: 0, timing, decode, closed_shots, issues };
-            return self.take_detected(frame);
+            return self.take_detected(detected(frame, Vec::new(), FrameTiming::default()));
         }
         self.send(Job::Frame(Box::new(frame)))
     }
@@ -284,7 +284,7 @@ impl Coordinator {
             let calls: Vec<Call> = if self.batch {
                 self.packer.push(frame.idx, passed.len())
             } else {
-                (0..passed.len()).map(|start| vec![crate::embed::batching::Part { frame: frame.idx, start, len: 1 }]).collect()
+                (0..passed.len()).map(|start| vec![Part { frame: frame.idx, start, len: 1 }]).collect()
             };
             self.waiting.push_back(Waiting { remaining: passed.len(), passed, frame });
             for call in calls {
@@ -317,9 +317,16 @@ impl Coordinator {
     }
 
     fn send(&mut self, job: Job) -> Result<(), HarvestError> {
-        self.jobs.send(job).map_err(|_| HarvestError::Panicked { stage: "model worker" })?;
+        if self.jobs.send(job).is_err() {
+            return Err(self.root_cause());
+        }
         self.outstanding += 1;
         Ok(())
+    }
+
+    /// Every worker is gone: the failure one of them reported before it stopped, if any.
+    fn root_cause(&self) -> HarvestError {
+        self.done.try_iter().find_map(Result::err).unwrap_or(HarvestError::Panicked { stage: "model worker" })
     }
 
     /// Sends the frames at the front whose crops are all embedded; false once the writer is gone.

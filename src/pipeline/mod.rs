@@ -427,7 +427,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     // Root cause first: a decoder error explains an empty or short run better than anything
     // downstream; an inference error explains a writer that saw the channel close.
     let decoded = decode_handle.join().map_err(|_| HarvestError::Panicked { stage: "decode" })??;
-    let infer = infer_handle.join().map_err(|_| HarvestError::Panicked { stage: "infer" })??;
+    let frames_split = infer_handle.join().map_err(|_| HarvestError::Panicked { stage: "infer" })??;
     let (mut sink, last_progress) = written?;
 
     let tail = decoded.tail.clone();
@@ -455,7 +455,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     counts.frames_decoded = shared.decoded.load(Ordering::Relaxed);
     counts.frames_sampled = shared.sampled.load(Ordering::Relaxed);
     counts.shots = shots.len() as u64;
-    counts.frames_split_for_memory += infer.frames_split;
+    counts.frames_split_for_memory += frames_split;
     if counts.frames_decoded == 0 && !decoded.interrupted {
         return Err(HarvestError::NoFrames { path: cfg.input.clone() });
     }
