@@ -31,10 +31,6 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid setting: {0}")]
     Invalid(String),
-    #[error("out dir {path} exists and is not a directory")]
-    OutDirIsFile { path: PathBuf },
-    #[error("out dir {path} is not writable: {source}")]
-    OutDirUnwritable { path: PathBuf, source: std::io::Error },
 }
 
 /// How much of the pipeline runs.
@@ -179,6 +175,25 @@ impl Settings {
         (detector, embedder, ort_lib, self.runtime.threads)
     }
 
+    /// The settings that change a run's outputs, as the run identity records them: everything
+    /// but the thread budget, the progress and checkpoint intervals, model paths (models are
+    /// identified by their SHA-256) and how embedder calls are sized (`--no-batch-embed`,
+    /// `--batch-size` and the memory budget give byte-identical outputs by contract).
+    pub fn output_settings(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(all) = v.as_object_mut() {
+            for section in ["runtime", "progress", "models"] {
+                all.remove(section);
+            }
+            if let Some(embed) = all.get_mut("embed").and_then(|e| e.as_object_mut()) {
+                for key in ["batch", "batch_size", "mem_budget_mb"] {
+                    embed.remove(key);
+                }
+            }
+        }
+        v
+    }
+
     /// Range checks that serde cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
@@ -315,7 +330,10 @@ impl HarvestConfig {
         }
         let (detector, embedder, ort_lib, threads) = s.resolve();
 
-        let out_dir = args.out.clone().unwrap_or_else(|| default_out_dir(&args.input));
+        let out_dir = match &args.out {
+            Some(out) => out.clone(),
+            None => default_out_dir(&args.input)?,
+        };
         let source = args.input.to_str().filter(|t| t.starts_with(S3_SCHEME)).map(str::to_string);
         let upload = args.upload.clone();
         if let Some(u) = &upload {
@@ -343,20 +361,6 @@ impl HarvestConfig {
             cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
             remote: RemoteCfg::from_args(&args.s3)?,
         })
-    }
-
-    /// Creates the out dir if needed and proves it writable. Called once the input is known to
-    /// open, so a bad input does not leave an empty out dir behind.
-    pub fn prepare_out_dir(&self) -> Result<(), ConfigError> {
-        let path = &self.out_dir;
-        if path.exists() && !path.is_dir() {
-            return Err(ConfigError::OutDirIsFile { path: path.clone() });
-        }
-        let unwritable = |source| ConfigError::OutDirUnwritable { path: path.clone(), source };
-        std::fs::create_dir_all(path).map_err(unwritable)?;
-        let probe = path.join(".episode-run.probe");
-        std::fs::write(&probe, b"").map_err(unwritable)?;
-        std::fs::remove_file(&probe).map_err(unwritable)
     }
 }
 
@@ -470,10 +474,12 @@ impl IdentifyConfig {
     }
 }
 
-/// `runs/<input stem>/`.
-pub fn default_out_dir(input: &Path) -> PathBuf {
+/// `runs/<input stem>/`, when the stem is a plain name (an input called `...mp4` has the stem
+/// `..`, which would put the run in the current directory).
+pub fn default_out_dir(input: &Path) -> Result<PathBuf, ConfigError> {
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "input".into());
-    Path::new("runs").join(stem)
+    crate::run_dir::safe_join(Path::new("runs"), &stem, "the input's file name")
+        .map_err(|e| ConfigError::Invalid(format!("{e}; pass --out")))
 }
 
 /// The folder `make setup` filled: `$EPISODE_RUN_HOME`, else a `.deps` folder beside or above the
@@ -576,11 +582,32 @@ mod tests {
     }
 
     #[test]
-    fn out_dir_that_is_a_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        std::fs::write(&file, b"x").unwrap();
-        let cfg = HarvestConfig::from_args(&args(&["--out", file.to_str().unwrap()])).unwrap();
-        assert!(matches!(cfg.prepare_out_dir(), Err(ConfigError::OutDirIsFile { .. })));
+    fn a_default_out_dir_never_leaves_runs() {
+        assert_eq!(default_out_dir(Path::new("/v/ep 1.mkv")).unwrap(), PathBuf::from("runs/ep 1"));
+        for bad in ["/v/...mp4", "/v/..mp4", "/v/a\nb.mp4"] {
+            let err = default_out_dir(Path::new(bad)).unwrap_err().to_string();
+            assert!(err.contains("--out"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_settings_that_change_outputs_identify_a_run() {
+        let base = Settings::layered(None).unwrap();
+        let mut same = base.clone();
+        same.runtime.threads = 7;
+        same.embed.batch = false;
+        same.embed.batch_size = 3;
+        same.embed.mem_budget_mb = 100;
+        same.progress.interval_s = 1.5;
+        same.progress.checkpoint_s = 60.0;
+        same.models.detector = "elsewhere.onnx".into();
+        assert_eq!(base.output_settings(), same.output_settings());
+        let mut stride = base.clone();
+        stride.sampling.stride = 9;
+        let mut gate = base.clone();
+        gate.quality.min_face = 80.0;
+        for other in [stride, gate] {
+            assert_ne!(base.output_settings(), other.output_settings());
+        }
     }
 }

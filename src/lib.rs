@@ -17,6 +17,7 @@ pub mod log;
 pub mod onnx;
 pub mod output;
 pub mod pipeline;
+pub mod run_dir;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod track;

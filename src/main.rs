@@ -20,6 +20,10 @@ fn main() -> ExitCode {
                 Ok(cfg) => cfg,
                 Err(e) => return fatal(e.into()),
             };
+            // Before any download or bucket check: an out dir we may not write into is refused now.
+            if let Err(e) = episode_run::run_dir::check_claimable(&cfg.out_dir) {
+                return fatal(e.into());
+            }
             let upload = match remote::before_harvest(&mut cfg) {
                 Ok(upload) => upload,
                 Err(code) => return code,
@@ -102,6 +106,7 @@ const UPLOAD_FAILED: u8 = 3;
 #[cfg(feature = "s3")]
 mod remote {
     use super::*;
+    use episode_run::config::RemoteCfg;
     use episode_run::s3::{S3Error, S3Url, Store};
     use std::path::Path;
 
@@ -109,6 +114,7 @@ mod remote {
     pub struct Upload {
         store: Store,
         dest: S3Url,
+        remote: RemoteCfg,
     }
 
     /// Fetches an `s3://` input into the cache (cfg.input becomes the local copy) and checks
@@ -136,15 +142,15 @@ mod remote {
         let Some(dest) = cfg.upload.clone() else { return Ok(None) };
         let dest = S3Url::parse(&dest).map_err(|e| fatal(e.into()))?;
         match store.check_bucket(&dest) {
-            Ok(()) => Ok(Some(Upload { store, dest })),
+            Ok(()) => Ok(Some(Upload { store, dest, remote: cfg.remote.clone() })),
             Err(e) => Err(upload_failed(&e, &dest, None)),
         }
     }
 
     /// Uploads the run; `Some(code)` when that failed.
     pub fn after_harvest(upload: Option<Upload>, out_dir: &Path, quiet: bool) -> Option<ExitCode> {
-        let Upload { store, dest } = upload?;
-        send(&store, out_dir, &dest, quiet).err()
+        let Upload { store, dest, remote } = upload?;
+        send(&store, out_dir, &dest, &remote, quiet).err()
     }
 
     /// `episode-run upload RUN_DIR s3://…`.
@@ -157,10 +163,10 @@ mod remote {
             Ok(store) => store,
             Err(e) => return fatal(e.into()),
         };
-        send(&store, &cfg.run_dir, &dest, cfg.quiet).err().unwrap_or(ExitCode::SUCCESS)
+        send(&store, &cfg.run_dir, &dest, &cfg.remote, cfg.quiet).err().unwrap_or(ExitCode::SUCCESS)
     }
 
-    fn send(store: &Store, run_dir: &Path, dest: &S3Url, quiet: bool) -> Result<(), ExitCode> {
+    fn send(store: &Store, run_dir: &Path, dest: &S3Url, remote: &RemoteCfg, quiet: bool) -> Result<(), ExitCode> {
         match store.upload_run(run_dir, dest) {
             Ok(r) => {
                 let mut text = format!("uploaded {} to {dest}: {} objects sent ({}), {} already there", run_dir.display(), r.objects_sent, mib(r.bytes_sent), r.objects_skipped);
@@ -170,17 +176,17 @@ mod remote {
                 log::event("upload", (!quiet).then_some(text.as_str()), json!({"dest": dest.to_string(), "report": r}));
                 Ok(())
             }
-            Err(e @ S3Error::NotARun { .. }) => Err(fatal(e.into())),
-            Err(e) => Err(upload_failed(&e, dest, Some(run_dir))),
+            Err(e @ (S3Error::NotARun { .. } | S3Error::RunDir(_))) => Err(fatal(e.into())),
+            Err(e) => Err(upload_failed(&e, dest, Some((run_dir, remote)))),
         }
     }
 
-    fn upload_failed(e: &S3Error, dest: &S3Url, run_dir: Option<&Path>) -> ExitCode {
-        let text = match run_dir {
-            Some(dir) => format!(
-                "error: upload to {dest} failed: {e}; the run in {} is complete and intact (retry the upload alone: episode-run upload {} {dest})",
+    fn upload_failed(e: &S3Error, dest: &S3Url, run: Option<(&Path, &RemoteCfg)>) -> ExitCode {
+        let text = match run {
+            Some((dir, remote)) => format!(
+                "error: upload to {dest} failed: {e}; the run in {} is complete and intact (retry the upload alone: {})",
                 dir.display(),
-                dir.display()
+                retry_command(dir, dest, remote)
             ),
             None => format!("error: cannot upload to {dest}: {e}; nothing was harvested"),
         };
@@ -188,8 +194,44 @@ mod remote {
         ExitCode::from(UPLOAD_FAILED)
     }
 
+    /// `episode-run upload DIR DEST` with the flags that reach the same store, quoted for a
+    /// POSIX shell.
+    fn retry_command(dir: &Path, dest: &S3Url, remote: &RemoteCfg) -> String {
+        let mut words = vec!["episode-run".to_string(), "upload".into(), shell_quote(&dir.to_string_lossy()), shell_quote(&dest.to_string())];
+        if let Some(endpoint) = &remote.endpoint {
+            words.extend(["--s3-endpoint".into(), shell_quote(&episode_run::s3::redact_endpoint(endpoint))]);
+        }
+        if remote.path_style {
+            words.push("--s3-path-style".into());
+        }
+        words.join(" ")
+    }
+
+    /// `text` as one shell word: as it is when it holds only safe characters, else in single quotes.
+    fn shell_quote(text: &str) -> String {
+        let safe = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:@=+,%".contains(c));
+        if safe {
+            text.to_string()
+        } else {
+            format!("'{}'", text.replace('\'', "'\\''"))
+        }
+    }
+
     fn mib(bytes: u64) -> String {
         format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_retry_hint_reaches_the_same_store_and_survives_a_shell() {
+            let dest = S3Url::parse("s3://bucket/runs/").unwrap();
+            let remote = RemoteCfg { endpoint: Some("http://user:pw@127.0.0.1:9000".into()), path_style: true, concurrency: 4, part_size: 8 << 20 };
+            let hint = retry_command(Path::new("/data/it's mine"), &dest, &remote);
+            assert_eq!(hint, "episode-run upload '/data/it'\\''s mine' s3://bucket/runs/ --s3-endpoint http://127.0.0.1:9000 --s3-path-style");
+        }
     }
 }
 
@@ -214,9 +256,23 @@ mod remote {
     }
 }
 
+/// `text` as one printable line: newlines become spaces, other control characters (a key or a
+/// path may hold any) their escapes, so nothing reaches the terminal as a control sequence.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push(' '),
+            c if c.is_control() => out.extend(c.escape_debug()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Our errors already carry their cause in their message: one line, no chain, exit 2.
 fn fatal(e: anyhow::Error) -> ExitCode {
-    let message = e.to_string().replace('\n', " ");
+    let message = printable(&e.to_string());
     log::event("error", Some(&format!("error: {message}")), json!({}));
     ExitCode::from(2)
 }

@@ -212,7 +212,11 @@ fn a_full_disk_mid_run_is_one_fatal_line() {
     assert!(mounted.success(), "mount tmpfs");
     let out = mnt.join("out");
     let (code, lines) = run(&hamilton(), &out, &["--stride", "1"]);
+    let progress: Option<serde_json::Value> = std::fs::read(out.join("progress.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let _ = Command::new("umount").arg(&mnt).status();
+    let progress = progress.expect("progress.json is readable on the full disk");
+    assert_eq!(progress["status"], "failed", "a fatal error never leaves progress.json running: {progress}");
+    assert!(progress["error"].as_str().unwrap().contains("No space left"), "{progress}");
     assert_eq!(code, Some(2), "{lines:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("No space left") && lines[0].contains("out"), "{lines:?}");

@@ -61,10 +61,13 @@ fn a_run_of_something_else_is_not_overwritten() {
     let out = tmp.path().join("out");
     harvest_ok(&hamilton(), &out, &["--stride", "8"]);
     let before = snapshot(&out);
+    let seeds = tmp.path().join("cast");
+    std::fs::create_dir(&seeds).unwrap();
+    std::fs::copy(media("obama.jpg"), seeds.join("obama.jpg")).unwrap();
     for (input, extra, names) in [
         (hamilton(), vec!["--stride", "4"], "sampling.stride"),
         (media("obama.jpg"), vec![], "input"),
-        (hamilton(), vec!["--stride", "8", "--seeds", "/nonexistent"], "seeds"),
+        (hamilton(), vec!["--stride", "8", "--seeds", seeds.to_str().unwrap()], "seeds"),
     ] {
         let o = harvest(&input, &out, &extra);
         let stderr = String::from_utf8_lossy(&o.stderr);

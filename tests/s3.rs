@@ -134,6 +134,19 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files_under(dir).into_iter().map(|(rel, p)| (rel, std::fs::read(p).unwrap())).collect()
 }
 
+/// The files of a finished run that an upload sends: all but the ownership marker.
+fn uploadable(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    snapshot(dir).into_iter().filter(|(rel, _)| rel != ".episode-run").collect()
+}
+
+/// Adds `rel` to the files the run's manifest lists (as a longer episode's large result would be).
+fn list_in_manifest(run_dir: &Path, rel: &str) {
+    let path = run_dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["files"].as_array_mut().unwrap().push(rel.into());
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
 fn assert_no_secret_in(dir: &Path) {
     for (path, bytes) in snapshot(dir) {
         let text = String::from_utf8_lossy(&bytes);
@@ -179,7 +192,7 @@ fn round_trip_from_s3_to_s3_equals_a_local_run() {
 
     // Every file of the run is in the bucket, byte for byte; download them to compare.
     let uploaded = &events(&o, "upload")[0]["report"];
-    let files = snapshot(&out);
+    let files = uploadable(&out);
     assert_eq!(uploaded["objects"], files.len() as u64);
     assert_eq!(uploaded["objects_sent"], files.len() as u64);
     let downloads = tmp.path().join("downloads");
@@ -269,6 +282,7 @@ fn failures_name_the_bucket_and_key_and_lose_nothing() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(3), "upload to {bucket}: {err}");
         assert!(err.contains(&format!("s3://{bucket}/runs/x/")) && err.contains("intact"), "{err}");
+        assert!(err.contains(&format!("--s3-endpoint {}", flags[1])) && err.contains("--s3-path-style"), "the retry hint reaches the same store: {err}");
         assert_eq!(snapshot(&run_dir), before, "the run dir is untouched");
 
         // A harvest whose upload cannot work stops before harvesting, with the upload's code.
@@ -290,7 +304,7 @@ fn a_killed_upload_resumes_without_resending() {
     let upload = |env: &[(&str, &str)]| run(&upload_args, SECRET, env);
 
     // Stopped by the fault hook after 5 whole objects: the next upload sends only the others.
-    let total = snapshot(&run_dir).len() as u64;
+    let total = uploadable(&run_dir).len() as u64;
     let o = upload(&[(episode_run::s3::FAULT_AFTER_PARTS_ENV, "5")]);
     assert!(!o.status.success(), "the fault hook stops the upload");
     let o = upload(&[]);
@@ -304,6 +318,7 @@ fn a_killed_upload_resumes_without_resending() {
     const PARTS: u64 = 13;
     let big: Vec<u8> = (0u64..(PARTS * 5 - 2) << 20).map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8).collect();
     std::fs::write(run_dir.join("large_result.bin"), &big).unwrap();
+    list_in_manifest(&run_dir, "large_result.bin");
     let mut child = Command::new(bin());
     child.args(&upload_args);
     for (k, v) in env_pairs(SECRET) {
@@ -326,8 +341,10 @@ fn a_killed_upload_resumes_without_resending() {
     let r = &events(&o, "upload")[0]["report"];
     let (reused, sent) = (r["parts_reused"].as_u64().unwrap(), r["parts_sent"].as_u64().unwrap());
     assert!((2..PARTS).contains(&reused) && reused + sent == PARTS, "{r}");
-    assert_eq!(r["bytes_sent"].as_u64(), Some(big.len() as u64 - ((reused * 5) << 20)), "only the missing parts were sent: {r}");
-    assert_eq!(r["objects_sent"].as_u64(), Some(1), "{r}");
+    // The manifest changed too (it now lists the large file): it goes again, whole.
+    let manifest_len = std::fs::metadata(run_dir.join("manifest.json")).unwrap().len();
+    assert_eq!(r["bytes_sent"].as_u64(), Some(big.len() as u64 - ((reused * 5) << 20) + manifest_len), "only the missing parts were sent: {r}");
+    assert_eq!(r["objects_sent"].as_u64(), Some(2), "{r}");
     assert!(!run_dir.join(".upload-state.json").exists(), "the record goes once the upload is complete");
     let got = store.fetch(&S3Url::parse(&dest).unwrap().join("large_result.bin"), &tmp.path().join("dl")).unwrap();
     assert!(std::fs::read(got.path).unwrap() == big, "the resumed multipart object is byte-identical");
@@ -346,4 +363,136 @@ fn a_killed_upload_resumes_without_resending() {
     assert!(std::fs::read(got.path).unwrap() == last);
     let leftovers: Vec<_> = std::fs::read_dir(server.root.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("upload_id")).collect();
     assert!(leftovers.is_empty(), "no multipart upload is left on the server: {leftovers:?}");
+}
+
+#[test]
+fn upload_sends_only_the_files_the_manifest_lists() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = local_run(tmp.path());
+    let listed = uploadable(&run_dir);
+    // What a careless user keeps beside a run: none of it may leave the machine.
+    for (rel, text) in [(".ssh/id_rsa", "-----BEGIN PRIVATE KEY-----"), (".aws/credentials", SECRET), ("notes.txt", "private")] {
+        std::fs::create_dir_all(run_dir.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(run_dir.join(rel), text).unwrap();
+    }
+    std::os::unix::fs::symlink("/etc/hostname", run_dir.join("crops/link.jpg")).unwrap();
+    let o = run(&args(&["upload", run_dir.to_str().unwrap(), &format!("s3://{BUCKET}/runs/only/")], &server.flags()), SECRET, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let on_server = snapshot(&server.root.path().join(BUCKET).join("runs/only"));
+    let sent: Vec<&String> = on_server.keys().filter(|k| !k.ends_with(".json") || k.as_str() == "manifest.json" || k.as_str() == "progress.json").collect();
+    assert_eq!(sent, listed.keys().collect::<Vec<_>>(), "exactly the run's files");
+    for (rel, bytes) in &listed {
+        assert_eq!(&on_server[rel], bytes, "{rel}");
+    }
+
+    // A manifest that names anything outside the run is refused (exit 2), nothing sent.
+    list_in_manifest(&run_dir, "../../etc/passwd");
+    let o = run(&args(&["upload", run_dir.to_str().unwrap(), &format!("s3://{BUCKET}/runs/evil/")], &server.flags()), SECRET, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("../../etc/passwd"), "{}", stderr(&o));
+    assert!(!server.root.path().join(BUCKET).join("runs/evil").exists());
+}
+
+/// tests/support/hostile_s3.py serving the Hamilton clip under any key, answering GETs as `mode`
+/// says; killed on drop.
+struct Hostile {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Hostile {
+    fn start(mode: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.log");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/hostile_s3.py");
+        let mut child = Command::new("python3").arg(script).arg(hamilton()).arg(mode).arg(&log).stdout(Stdio::piped()).spawn().expect("python3");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let port: u16 = line.trim().parse().expect("the server prints its port");
+        Hostile { child, endpoint: format!("http://127.0.0.1:{port}"), log, _dir: dir }
+    }
+
+    fn flags(&self) -> Vec<String> {
+        vec!["--s3-endpoint".into(), self.endpoint.clone(), "--s3-path-style".into()]
+    }
+
+    fn requests(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn hostile_keys_never_name_a_file_outside_the_cache() {
+    let server = Hostile::start("ok");
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim/precious.txt");
+    std::fs::create_dir_all(victim.parent().unwrap()).unwrap();
+    std::fs::write(&victim, b"years of work").unwrap();
+    let (cache, out) = (tmp.path().join("cache"), tmp.path().join("out"));
+    let long = "a".repeat(300);
+    let keys = [
+        format!("/{}", victim.display()),
+        "media//clip.mp4".to_string(),
+        "a/../../victim/precious.txt".to_string(),
+        "./clip.mp4".to_string(),
+        format!("{long}.mp4"),
+        "clip\u{7}.mp4".to_string(),
+    ];
+    for key in &keys {
+        let url = format!("s3://{BUCKET}/{key}");
+        let o = run(&args(&["harvest", &url, "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()], &server.flags()), SECRET, &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{key:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        let shown: String = key.chars().take(40).flat_map(char::escape_debug).collect();
+        assert!(err.contains(&shown), "the error names the key {key:?}: {err}");
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"years of work");
+    let files: Vec<String> = files_under(tmp.path()).into_iter().map(|f| f.0).collect();
+    assert_eq!(files, ["victim/precious.txt"], "nothing was written anywhere");
+    assert!(server.requests().is_empty(), "refused before any request: {}", server.requests());
+
+    // The same server with an ordinary key is harvested (the checks accept a correct server).
+    let url = format!("s3://{BUCKET}/shows/ep 1.mp4");
+    let o = run(&args(&["harvest", &url, "--stride", "8", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()], &server.flags()), SECRET, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(cache.join("s3").join(BUCKET).join("shows/ep 1.mp4")).unwrap(), std::fs::read(hamilton()).unwrap());
+}
+
+#[test]
+fn wrong_answers_to_ranged_gets_are_discarded_not_harvested() {
+    let tmp = tempfile::tempdir().unwrap();
+    let size = std::fs::metadata(hamilton()).unwrap().len();
+    let url = format!("s3://{BUCKET}/media/clip.mp4");
+    let cached = |cache: &Path| cache.join("s3").join(BUCKET).join("media/clip.mp4");
+    let partial = |cache: &Path| cache.join("s3").join(BUCKET).join("media/clip.mp4.partial");
+    for (mode, resumed) in [("ignore-range", false), ("extra", false), ("wrong-range", false), ("short", false), ("ignore-range", true)] {
+        let server = Hostile::start(mode);
+        let (cache, out) = (tmp.path().join(format!("cache-{mode}-{resumed}")), tmp.path().join(format!("out-{mode}-{resumed}")));
+        if resumed {
+            // Half a download left by a killed fetch, with its note: the server must send the rest.
+            std::fs::create_dir_all(partial(&cache).parent().unwrap()).unwrap();
+            std::fs::write(partial(&cache), &std::fs::read(hamilton()).unwrap()[..(size / 2) as usize]).unwrap();
+            let note = serde_json::json!({"url": url, "etag": "\"hostile-etag-1\"", "size": size});
+            std::fs::write(cache.join("s3").join(BUCKET).join("media/clip.mp4.partial.s3.json"), note.to_string()).unwrap();
+        }
+        let o = run(&args(&["harvest", &url, "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()], &server.flags()), SECRET, &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{mode}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("ranged GET") && err.contains(&url) && err.contains("3 time(s)"), "{mode}: {err}");
+        assert!(!cached(&cache).exists() && !partial(&cache).exists(), "{mode}: nothing kept from a wrong answer");
+        assert!(!out.exists(), "{mode}: nothing harvested");
+        assert_eq!(server.requests().matches("GET").count(), 3, "{mode}: three tries: {}", server.requests());
+    }
 }

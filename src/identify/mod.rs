@@ -68,6 +68,27 @@ pub fn list_seeds(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, SeedError> 
     Ok(people)
 }
 
+/// SHA-256 (hex) over every seed photo's person name, file name and bytes, in [`list_seeds`]
+/// order: what identifies a run's seeds. The same photos under another path (a trailing `/`,
+/// an absolute path) are the same seeds; an added, removed or changed photo is not.
+pub fn seeds_digest(dir: &Path) -> Result<String, SeedError> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    for (name, images) in list_seeds(dir)? {
+        field(name.as_bytes());
+        for path in images {
+            let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            field(file.as_bytes());
+            field(&std::fs::read(&path).map_err(|source| SeedError::Read { path: path.clone(), source })?);
+        }
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The seeds as a matrix (people × D) of unit rows.
 #[derive(Clone, Debug)]
 pub struct Gallery {
@@ -140,6 +161,22 @@ mod tests {
     }
 
     const P: MatchParams = MatchParams { threshold: 0.363, min_margin: 0.05 };
+
+    #[test]
+    fn seeds_are_identified_by_their_photos_not_their_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cast");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("ann.jpg"), b"photo of ann").unwrap();
+        let first = seeds_digest(&dir).unwrap();
+        let slash = format!("{}/", dir.display());
+        assert_eq!(seeds_digest(Path::new(&slash)).unwrap(), first);
+        std::fs::write(dir.join("bob.png"), b"photo of bob").unwrap();
+        let added = seeds_digest(&dir).unwrap();
+        assert_ne!(added, first);
+        std::fs::write(dir.join("bob.png"), b"another photo of bob").unwrap();
+        assert_ne!(seeds_digest(&dir).unwrap(), added);
+    }
 
     #[test]
     fn several_photos_are_averaged() {

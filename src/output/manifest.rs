@@ -9,6 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::onnx::RuntimeInfo;
+use crate::run_dir::{RunIdentity, Status};
 use crate::types::SkipReason;
 use crate::video::VideoInfo;
 
@@ -179,6 +180,9 @@ pub struct Manifest {
     pub config: serde_json::Value,
     /// `--seeds`, when given.
     pub seeds: Option<PathBuf>,
+    /// What makes this run this run (input, settings that change outputs, models' and seed
+    /// photos' SHA-256): a re-run with the same identity is "already harvested".
+    pub identity: RunIdentity,
     pub input: InputFacts,
     pub models: BTreeMap<&'static str, ModelFile>,
     pub onnxruntime: RuntimeInfo,
@@ -186,7 +190,7 @@ pub struct Manifest {
     pub threads: ThreadSplit,
     pub embed_batching: EmbedBatching,
     /// `done`, `done_with_errors` (decode problems, see `decode_issues`) or `interrupted`.
-    pub status: &'static str,
+    pub status: Status,
     pub started_at: String,
     pub finished_at: String,
     pub wall_s: f64,
@@ -196,11 +200,9 @@ pub struct Manifest {
     pub decode_issues: Vec<String>,
     /// Each process that worked on this run (more than one when it was resumed).
     pub history: Vec<crate::pipeline::Attempt>,
-}
-
-/// Modification time in nanoseconds since the epoch (0 when the filesystem has none).
-pub fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
-    meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as u64)
+    /// The run's result files, relative to the run folder: all an upload sends besides
+    /// `progress.json` and this manifest.
+    pub files: Vec<String>,
 }
 
 /// Lower-case hex SHA-256 of a file, read in 1 MiB chunks.

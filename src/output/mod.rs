@@ -15,17 +15,9 @@ use npyz::WriterBuilder;
 use serde::Serialize;
 
 use crate::identify::Identity;
+use crate::run_dir::{partial_name, Status, CROPS, EMBEDDINGS, FACES, TIMINGS};
 use crate::types::{FaceQuality, RgbImage, SkipReason};
 
-pub const FACES: &str = "faces.jsonl";
-pub const EMBEDDINGS: &str = "embeddings.npy";
-pub const TIMINGS: &str = "timings.jsonl";
-pub const PROGRESS: &str = "progress.json";
-pub const MANIFEST: &str = "manifest.json";
-pub const SHOTS: &str = "shots.jsonl";
-pub const TRACKS: &str = "tracks.jsonl";
-pub const TRACK_EMBEDDINGS: &str = "track_embeddings.npy";
-pub const CROPS: &str = "crops";
 
 /// A failed write, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -215,13 +207,6 @@ impl CropsDir {
         }
         fs::rename(&self.partial, &self.done).map_err(at(&self.done))
     }
-}
-
-
-/// `dir/.name.partial` for `dir/name`: hidden, and never mistaken for the real file.
-fn partial_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.partial"))
 }
 
 /// Streams the results of one run into partial files; [`finish`](Self::finish) publishes them.
@@ -414,7 +399,7 @@ fn closed(path: &Path) -> OutputError {
 /// The live state users tail with `jq .fps progress.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Progress {
-    pub status: &'static str,
+    pub status: Status,
     pub frames_decoded: u64,
     pub frames_sampled: u64,
     pub frames_total: Option<u64>,
@@ -427,6 +412,20 @@ pub struct Progress {
     pub error: Option<String>,
 }
 
+impl Progress {
+    /// Writes the final state of a run that stopped on an error: atomically when possible,
+    /// else in place (a full disk has no room for a temp file, but truncating the old
+    /// `progress.json` frees the block the new one needs), so it never stays `running`.
+    pub fn write_last(&self, path: &Path) -> Result<(), OutputError> {
+        write_json_atomic(path, self).or_else(|_| {
+            let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| OutputError { path: path.to_path_buf(), source: e.into() })?;
+            bytes.push(b'\n');
+            let mut f = File::create(path).map_err(at(path))?;
+            f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(at(path))
+        })
+    }
+}
+
 /// Now, as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
@@ -435,6 +434,7 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run_dir::{PROGRESS, TRACK_EMBEDDINGS};
 
     fn record(id: u64, row: Option<u64>) -> FaceRecord {
         FaceRecord {

@@ -15,7 +15,7 @@ use crate::config::{FloorConfig, Settings};
 use crate::detect;
 use crate::embed::sface::{crops_to_tensor, SfaceEmbedder};
 use crate::onnx;
-use crate::output;
+use crate::run_dir;
 use crate::types::RgbImage;
 use crate::video::VideoDecoder;
 
@@ -44,7 +44,7 @@ pub struct Floor {
 /// Replays `run_dir`'s model work and times ONNX Runtime alone.
 pub fn floor(cfg: &FloorConfig) -> Result<Floor, HarvestError> {
     let read_err = |path: &Path, reason: String| HarvestError::RunRead { path: path.to_path_buf(), reason };
-    let manifest_path = cfg.run_dir.join(output::MANIFEST);
+    let manifest_path = cfg.run_dir.join(run_dir::MANIFEST);
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| read_err(&manifest_path, e.to_string()))?;
     let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| read_err(&manifest_path, e.to_string()))?;
     let settings: Settings = serde_json::from_value(manifest["config"].clone()).map_err(|e| read_err(&manifest_path, format!("config: {e}")))?;
@@ -55,7 +55,7 @@ pub fn floor(cfg: &FloorConfig) -> Result<Floor, HarvestError> {
     let threads = cfg.threads.or_else(|| manifest["threads"]["budget"].as_u64().map(|n| n as usize)).unwrap_or(1);
 
     // The embedded faces of each frame, in embedding-row order.
-    let faces_path = cfg.run_dir.join(output::FACES);
+    let faces_path = cfg.run_dir.join(run_dir::FACES);
     let faces_text = std::fs::read_to_string(&faces_path).map_err(|e| read_err(&faces_path, e.to_string()))?;
     let mut wanted: BTreeMap<u64, Vec<(u64, Landmarks)>> = BTreeMap::new();
     for (n, line) in faces_text.lines().enumerate() {

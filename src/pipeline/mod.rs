@@ -41,6 +41,7 @@ use crate::embed::Embedder;
 use crate::onnx::{self, OnnxError};
 use crate::output::manifest::{Counts, EmbedBatching, Host, InputFacts, Manifest, ModelFile, ThreadSplit, Timings};
 use crate::output::{self, CropsDir, OutputError, Progress, RunWriter, ShotRecord};
+use crate::run_dir::{self, RunDirError, RunIdentity, Status};
 use crate::track::cuts::CutDetector;
 use crate::types::{Detection, FaceQuality, RgbImage, SkipReason};
 use crate::video::{DecodeIssue, VideoDecoder, VideoError};
@@ -80,6 +81,8 @@ pub enum HarvestError {
     SeedWithoutFace { path: PathBuf },
     #[error("cannot read {path}: {reason}")]
     RunRead { path: PathBuf, reason: String },
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
     #[error("{dir} holds a run with a different {what}; pass --force to replace it, or choose another --out")]
     OtherRun { dir: PathBuf, what: String },
     #[error("--resume: {dir} holds no unfinished run to resume")]
@@ -164,8 +167,10 @@ struct Shared {
 /// `failed` with the error, and no `faces.jsonl`/`embeddings.npy` of this run is published.
 pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
     let start = Instant::now();
+    // Ours or refused before anything is written; held until the run is over.
+    let _lock = run_dir::claim(&cfg.out_dir)?;
     if !cfg.force {
-        match existing::check(cfg) {
+        match existing::check(cfg)? {
             existing::Existing::Done => {
                 return Ok(HarvestSummary {
                     out_dir: cfg.out_dir.clone(),
@@ -184,10 +189,6 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
     if cfg.resume && checkpoint.is_none() {
         return Err(HarvestError::NothingToResume { dir: cfg.out_dir.clone() });
     }
-    cfg.prepare_out_dir()?;
-    if cfg.force {
-        Checkpoint::remove(&cfg.out_dir)?;
-    }
     log::event(
         "start",
         None,
@@ -200,7 +201,7 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
     let result = harvest_into_out_dir(cfg, start, checkpoint);
     if let Err(e) = &result {
         let failed = Progress {
-            status: "failed",
+            status: Status::Failed,
             frames_decoded: 0,
             frames_sampled: 0,
             frames_total: None,
@@ -212,7 +213,7 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
             error: Some(e.to_string()),
         };
         // Best effort: the failure itself may be a full or vanished disk.
-        let _ = output::write_json_atomic(&cfg.out_dir.join(output::PROGRESS), &failed);
+        let _ = failed.write_last(&cfg.out_dir.join(run_dir::PROGRESS));
     }
     result
 }
@@ -233,11 +234,12 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
         git_commit: env!("EPISODE_RUN_GIT_COMMIT"),
         config: serde_json::to_value(&cfg.settings).unwrap_or_default(),
         seeds: cfg.seeds.clone(),
+        identity: run.identity,
         input: InputFacts {
             path: cfg.input.clone(),
             source: cfg.source.clone(),
             size_bytes: input_meta.as_ref().map_or(0, |m| m.len()),
-            mtime_ns: input_meta.as_ref().map_or(0, output::manifest::mtime_ns),
+            mtime_ns: input_meta.as_ref().map_or(0, run_dir::mtime_ns),
             blake3: run.input_blake3,
             video: run.video,
         },
@@ -253,11 +255,12 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
         timings: run.timings,
         status: run.status,
         decode_issues: run.issues.iter().take(MAX_LISTED_ISSUES).cloned().collect(),
+        files: run_dir::result_files(&cfg.out_dir)?,
         history: run.history,
     };
-    output::write_json_atomic(&cfg.out_dir.join(output::MANIFEST), &manifest)?;
+    output::write_json_atomic(&cfg.out_dir.join(run_dir::MANIFEST), &manifest)?;
     let done = Progress { status: run.status, eta_s: Some(0.0), updated_at: output::now_rfc3339(), ..run.last_progress };
-    output::write_json_atomic(&cfg.out_dir.join(output::PROGRESS), &done)?;
+    output::write_json_atomic(&cfg.out_dir.join(run_dir::PROGRESS), &done)?;
     if !run.interrupted_resumable {
         Checkpoint::remove(&cfg.out_dir)?;
     }
@@ -267,7 +270,7 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
         counts: run.counts,
         wall_s: manifest.wall_s,
         problem,
-        interrupted: run.status == "interrupted",
+        interrupted: run.status == Status::Interrupted,
         already_harvested: false,
     })
 }
@@ -284,11 +287,12 @@ fn problem_line(input: &std::path::Path, issues: &[String], counts: &Counts) -> 
 }
 
 struct RunResult {
-    /// `done`, `done_with_errors` or `interrupted`.
-    status: &'static str,
+    /// Done, done with errors, or interrupted.
+    status: Status,
     /// Interrupted with a checkpoint on disk: keep it for the next run.
     interrupted_resumable: bool,
     history: Vec<Attempt>,
+    identity: RunIdentity,
     input_blake3: Option<String>,
     batching: EmbedBatching,
     video: crate::video::VideoInfo,
@@ -340,7 +344,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
         (workers, models)
     });
     let (mut workers, models) = (workers?, models?);
-    let identity = resume::identity(cfg, &models);
+    let identity = resume::identity(cfg, &models)?;
     let gallery = match (&cfg.seeds, workers.first_mut()) {
         (Some(dir), Some(infer::Models { detector, embedder: Some(e) })) => Some(seeds::build_gallery(dir, detector.as_mut(), e, &cfg.settings.quality)?),
         _ => None,
@@ -348,7 +352,13 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     let dim = workers.first().and_then(|m| m.embedder.as_ref()).map_or(0, |e| e.dim());
     let (mut writer, crops) = match &checkpoint {
         Some(c) => (RunWriter::resume(&cfg.out_dir, dim, c.position)?, CropsDir::resume(&cfg.out_dir)?),
-        None => (RunWriter::create(&cfg.out_dir, dim)?, CropsDir::create(&cfg.out_dir)?),
+        None => {
+            // A fresh run: whatever run the folder held goes first, its manifest before the
+            // rest, so its outputs are never seen beside this run's (the input and models
+            // have loaded by now, so a run that cannot start leaves the old one in place).
+            run_dir::clear_results(&cfg.out_dir)?;
+            (RunWriter::create(&cfg.out_dir, dim)?, CropsDir::create(&cfg.out_dir)?)
+        }
     };
     let batching = EmbedBatching::plan(&cfg.settings.embed);
 
@@ -422,7 +432,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     let mut history = checkpoint.as_ref().map(|c| c.history.clone()).unwrap_or_default();
     let this = Attempt { started_at, ended_at: String::new(), first_frame, frames_done: first_frame };
     let sink = Sink::new(&mut writer, &crops, gallery.as_ref(), cfg.settings.identify.clone(), cfg.settings.track.clone(), sink_state);
-    let mut keeper = Keeper { out_dir: &cfg.out_dir, identity, history: history.clone(), this, last: checkpoint.map(|c| c.decode) };
+    let mut keeper = Keeper { out_dir: &cfg.out_dir, identity: identity.clone(), history: history.clone(), this, last: checkpoint.map(|c| c.decode) };
     let written = write_stage(cfg, &video, sink, face_rx, &shared, start, &mut keeper);
     // Root cause first: a decoder error explains an empty or short run better than anything
     // downstream; an inference error explains a writer that saw the channel close.
@@ -460,19 +470,20 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
         return Err(HarvestError::NoFrames { path: cfg.input.clone() });
     }
     crops.publish()?;
-    output::write_jsonl_atomic(&cfg.out_dir.join(output::SHOTS), &shots)?;
-    output::write_jsonl_atomic(&cfg.out_dir.join(output::TRACKS), &tracks)?;
-    output::write_npy_atomic(&cfg.out_dir.join(output::TRACK_EMBEDDINGS), &track_rows, writer.dim())?;
+    output::write_jsonl_atomic(&cfg.out_dir.join(run_dir::SHOTS), &shots)?;
+    output::write_jsonl_atomic(&cfg.out_dir.join(run_dir::TRACKS), &tracks)?;
+    output::write_npy_atomic(&cfg.out_dir.join(run_dir::TRACK_EMBEDDINGS), &track_rows, writer.dim())?;
     writer.finish()?;
     let status = match (decoded.interrupted, issues.is_empty()) {
-        (true, _) => "interrupted",
-        (false, true) => "done",
-        (false, false) => "done_with_errors",
+        (true, _) => Status::Interrupted,
+        (false, true) => Status::Done,
+        (false, false) => Status::DoneWithErrors,
     };
     Ok(RunResult {
         status,
         interrupted_resumable: decoded.interrupted && keeper.last.is_some(),
         history,
+        identity,
         input_blake3: tail.input_blake3,
         batching,
         video,
@@ -491,7 +502,7 @@ const FAULT_ENV: &str = "EPISODE_RUN_FAULT";
 /// Writes checkpoints for the writer stage.
 struct Keeper<'a> {
     out_dir: &'a std::path::Path,
-    identity: serde_json::Value,
+    identity: RunIdentity,
     history: Vec<Attempt>,
     this: Attempt,
     /// Decode state after the last frame written (or the checkpoint resumed from).
@@ -713,7 +724,7 @@ fn write_stage<'a>(
     start: Instant,
     keeper: &mut Keeper,
 ) -> Result<Written<'a>, OutputError> {
-    let progress_path = cfg.out_dir.join(output::PROGRESS);
+    let progress_path = cfg.out_dir.join(run_dir::PROGRESS);
     let interval = Duration::from_secs_f64(cfg.settings.progress.interval_s);
     let checkpoint_every = Duration::from_secs_f64(cfg.settings.progress.checkpoint_s);
     let mut last_checkpoint = Instant::now();
@@ -725,7 +736,7 @@ fn write_stage<'a>(
         let decoded = shared.decoded.load(Ordering::Relaxed);
         let fps = rate.push(Instant::now(), decoded);
         Progress {
-            status: "running",
+            status: Status::Running,
             frames_decoded: decoded,
             frames_sampled: shared.sampled.load(Ordering::Relaxed),
             frames_total: video.frames_total,

@@ -13,13 +13,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::sink::SinkState;
+use super::HarvestError;
 use crate::config::HarvestConfig;
-use crate::output::manifest::{mtime_ns, ModelFile};
+use crate::output::manifest::ModelFile;
 use crate::output::{self, OutputError, Position, ShotRecord};
+use crate::run_dir::{InputId, RunIdentity, CHECKPOINT};
 use crate::track::cuts::CutState;
 use crate::video::DecodeIssue;
-
-pub const CHECKPOINT: &str = "checkpoint.json";
 
 /// Where the decode side stood right after a sampled frame.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -57,8 +57,8 @@ pub struct Attempt {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// Input, settings, seeds and models, as the manifest records them.
-    pub identity: serde_json::Value,
+    /// The run this checkpoint belongs to: only a run of the same identity resumes from it.
+    pub identity: RunIdentity,
     pub decode: DecodeState,
     pub sink: SinkState,
     pub position: Position,
@@ -107,18 +107,13 @@ impl Checkpoint {
     }
 }
 
-/// What makes two runs the same run: the keys `existing::check` compares, shaped as in the
-/// manifest.
-pub fn identity(cfg: &HarvestConfig, models: &BTreeMap<&'static str, ModelFile>) -> serde_json::Value {
-    let meta = std::fs::metadata(&cfg.input).ok();
-    serde_json::json!({
-        "input": {
-            "path": cfg.input,
-            "size_bytes": meta.as_ref().map_or(0, |m| m.len()),
-            "mtime_ns": meta.as_ref().map_or(0, mtime_ns),
-        },
-        "config": serde_json::to_value(&cfg.settings).unwrap_or_default(),
-        "seeds": cfg.seeds,
-        "models": models,
+/// The identity of the harvest `cfg` describes, with its models' SHA-256 by role.
+pub fn identity(cfg: &HarvestConfig, models: &BTreeMap<&'static str, ModelFile>) -> Result<RunIdentity, HarvestError> {
+    let seeds = cfg.seeds.as_deref().map(crate::identify::seeds_digest).transpose()?;
+    Ok(RunIdentity {
+        input: InputId::of(&cfg.input),
+        settings: cfg.settings.output_settings(),
+        models: models.iter().map(|(role, m)| (role.to_string(), m.sha256.clone())).collect(),
+        seeds,
     })
 }

@@ -12,7 +12,8 @@ use crate::embed::sface::SfaceEmbedder;
 use crate::embed::Embedder;
 use crate::identify::{list_seeds, Gallery, MatchParams};
 use crate::onnx;
-use crate::output::{self, FACES, TRACKS, TRACK_EMBEDDINGS, EMBEDDINGS};
+use crate::output;
+use crate::run_dir::{EMBEDDINGS, FACES, TRACKS, TRACK_EMBEDDINGS};
 use crate::video::VideoDecoder;
 
 /// Embeds every seed image (its largest face that passes the quality gates) and averages each
@@ -61,6 +62,7 @@ pub struct IdentifySummary {
 /// Re-matches the run in `cfg.run_dir` against `cfg.seeds` and rewrites the `identity` fields of
 /// `faces.jsonl` and `tracks.jsonl` atomically, with the same matching as a harvest.
 pub fn identify(cfg: &IdentifyConfig) -> Result<IdentifySummary, HarvestError> {
+    let _lock = crate::run_dir::open(&cfg.run_dir)?;
     onnx::init_runtime(&cfg.ort_lib)?;
     let detect = &cfg.settings.detect;
     let mut detector = detect::load(&cfg.detector, cfg.threads, detect.clone(), detect.family)?;

@@ -40,6 +40,11 @@ pub(super) async fn fetch(store: &Store, url: &S3Url, cache_dir: &Path) -> Resul
     if url.key.is_empty() || url.key.ends_with('/') {
         return Err(S3Error::BadUrl { url: url.to_string(), why: "an input must name an object, not a prefix".into() });
     }
+    // The local copy's path is built from the bucket and key: checked before any request, so
+    // a key like `/etc/passwd` or `a/../../x` can never name a file outside the cache.
+    let unsafe_key = |source| S3Error::UnsafeKey { url: url.to_string(), source };
+    let bucket_dir = crate::run_dir::safe_join(cache_dir, &url.bucket, "S3 bucket").map_err(unsafe_key)?;
+    let dest = crate::run_dir::safe_join(&bucket_dir, &url.key, "S3 key").map_err(unsafe_key)?;
     let head = match store.client.head_object().bucket(&url.bucket).key(&url.key).checksum_mode(ChecksumMode::Enabled).send().await {
         Ok(head) => head,
         Err(e) => {
@@ -56,7 +61,6 @@ pub(super) async fn fetch(store: &Store, url: &S3Url, cache_dir: &Path) -> Resul
     let expected_sha = expected_sha256(head.checksum_sha256(), head.metadata().and_then(|m| m.get("sha256")).map(String::as_str));
     let note = CacheNote { url: url.to_string(), etag: etag.clone(), size };
 
-    let dest = cache_dir.join(&url.bucket).join(&url.key);
     let dir = dest.parent().unwrap_or(cache_dir).to_path_buf();
     fs::create_dir_all(&dir).map_err(S3Error::local("create cache dir", &dir))?;
     let note_path = with_suffix(&dest, ".s3.json");
@@ -77,41 +81,43 @@ pub(super) async fn fetch(store: &Store, url: &S3Url, cache_dir: &Path) -> Resul
     }
     let resumed_from = have;
     let mut file = OpenOptions::new().append(true).open(&partial).map_err(S3Error::local("open", &partial))?;
+    let discard = || {
+        let _ = fs::remove_file(&partial);
+        let _ = fs::remove_file(&partial_note);
+    };
     while have < size {
         let end = (have + RANGE).min(size) - 1;
-        let mut request = store.client.get_object().bucket(&url.bucket).key(&url.key).range(format!("bytes={have}-{end}"));
-        if !etag.is_empty() {
-            request = request.if_match(&etag);
-        }
-        let mut out = request.send().await.map_err(|e| match super::describe(e, url, false, &store.endpoint) {
-            S3Error::Request { why, .. } if why.contains("PreconditionFailed") => {
-                S3Error::Changed { url: url.to_string(), expected: etag.clone(), found: "another version".into() }
+        let mut tries = 0;
+        let bytes = loop {
+            tries += 1;
+            match get_range(store, url, &etag, have, end, size).await {
+                Ok(bytes) => break bytes,
+                Err(RangeError::Wrong(why)) if tries < RANGE_TRIES => log_retry(url, &why),
+                Err(RangeError::Wrong(why)) => {
+                    // Bytes from a server that answers ranges wrongly are not worth keeping.
+                    discard();
+                    return Err(S3Error::BadRange { url: url.to_string(), why, tries });
+                }
+                Err(RangeError::S3(e)) => return Err(e),
             }
-            other => other,
-        })?;
-        if let Some(found) = out.e_tag() {
-            if !etag.is_empty() && found != etag {
-                return Err(S3Error::Changed { url: url.to_string(), expected: etag.clone(), found: found.to_string() });
-            }
-        }
-        while let Some(chunk) = out.body.next().await {
-            let chunk = chunk.map_err(|e| S3Error::Request { url: url.to_string(), why: super::chain(&e) })?;
-            file.write_all(&chunk).map_err(S3Error::local("write", &partial))?;
-            have += chunk.len() as u64;
-        }
-        if have <= end {
-            return Err(S3Error::Request { url: url.to_string(), why: format!("the server sent {have} of {size} bytes") });
-        }
+        };
+        file.write_all(&bytes).map_err(S3Error::local("write", &partial))?;
+        have += bytes.len() as u64;
     }
     file.sync_all().map_err(S3Error::local("sync", &partial))?;
     drop(file);
+    let on_disk = fs::metadata(&partial).map_err(S3Error::local("read", &partial))?.len();
+    if on_disk != size {
+        discard();
+        let why = format!("the downloaded file has {on_disk} bytes, the object {size}");
+        return Err(S3Error::BadRange { url: url.to_string(), why, tries: 1 });
+    }
 
     if let Some((what, expected)) = expected_sha {
         let found = crate::output::manifest::sha256_file(&partial).map_err(S3Error::local("read", &partial))?;
         if found != expected {
             // Bad bytes are not worth resuming from.
-            let _ = fs::remove_file(&partial);
-            let _ = fs::remove_file(&partial_note);
+            discard();
             return Err(S3Error::Corrupt { url: url.to_string(), what, expected, found });
         }
     }
@@ -121,6 +127,64 @@ pub(super) async fn fetch(store: &Store, url: &S3Url, cache_dir: &Path) -> Resul
     write_note(&note_path, &note)?;
     let _ = fs::remove_file(&partial_note);
     Ok(Fetched { path: dest, downloaded: size - resumed_from, resumed_from, size })
+}
+
+/// Attempts at one ranged GET whose answer is wrong (wrong range, length or body size).
+const RANGE_TRIES: u32 = 3;
+
+enum RangeError {
+    /// The server answered, but not with the bytes asked for.
+    Wrong(String),
+    S3(S3Error),
+}
+
+fn log_retry(url: &S3Url, why: &str) {
+    crate::log::event("fetch_retry", None, serde_json::json!({"url": url.to_string(), "why": why}));
+}
+
+/// Bytes `start..=end` of the object of `size` bytes, checked: the answer must be a partial
+/// response for exactly that range (`Content-Range: bytes start-end/size`; a server that
+/// ignores `Range` answers 200 without one), of that length, with a body of that length.
+async fn get_range(store: &Store, url: &S3Url, etag: &str, start: u64, end: u64, size: u64) -> Result<Vec<u8>, RangeError> {
+    let mut request = store.client.get_object().bucket(&url.bucket).key(&url.key).range(format!("bytes={start}-{end}"));
+    if !etag.is_empty() {
+        request = request.if_match(etag);
+    }
+    let mut out = request.send().await.map_err(|e| {
+        RangeError::S3(match super::describe(e, url, false, &store.endpoint) {
+            S3Error::Request { why, .. } if why.contains("PreconditionFailed") => {
+                S3Error::Changed { url: url.to_string(), expected: etag.to_string(), found: "another version".into() }
+            }
+            other => other,
+        })
+    })?;
+    if let Some(found) = out.e_tag() {
+        if !etag.is_empty() && found != etag {
+            return Err(RangeError::S3(S3Error::Changed { url: url.to_string(), expected: etag.to_string(), found: found.to_string() }));
+        }
+    }
+    let want = end - start + 1;
+    let asked = format!("bytes {start}-{end}/{size}");
+    match out.content_range() {
+        Some(range) if range == asked => {}
+        Some(range) => return Err(RangeError::Wrong(format!("asked for {asked}, the server sent {range}"))),
+        None => return Err(RangeError::Wrong(format!("asked for {asked}, the server sent no Content-Range (it ignored the Range header)"))),
+    }
+    if let Some(len) = out.content_length().filter(|&n| u64::try_from(n).ok() != Some(want)) {
+        return Err(RangeError::Wrong(format!("asked for {want} bytes, the server announced {len}")));
+    }
+    let mut bytes = Vec::with_capacity(want as usize);
+    while let Some(chunk) = out.body.next().await {
+        let chunk = chunk.map_err(|e| RangeError::S3(S3Error::Request { url: url.to_string(), why: super::chain(&e) }))?;
+        if bytes.len() + chunk.len() > want as usize {
+            return Err(RangeError::Wrong(format!("asked for {want} bytes, the server sent more")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.len() as u64 != want {
+        return Err(RangeError::Wrong(format!("asked for {want} bytes, the server sent {}", bytes.len())));
+    }
+    Ok(bytes)
 }
 
 /// The SHA-256 the object declares, as lowercase hex: S3's own full-object checksum (base64;

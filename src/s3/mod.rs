@@ -116,6 +116,12 @@ pub enum S3Error {
     Changed { url: String, expected: String, found: String },
     #[error("{url}: the downloaded bytes do not match the object's {what} ({expected}, got {found})")]
     Corrupt { url: String, what: &'static str, expected: String, found: String },
+    #[error("cannot fetch {url}: {source}")]
+    UnsafeKey { url: String, source: crate::run_dir::RunDirError },
+    #[error("{url}: the server answered a ranged GET wrongly ({why}) {tries} time(s); the partial download was discarded")]
+    BadRange { url: String, why: String, tries: u32 },
+    #[error(transparent)]
+    RunDir(#[from] crate::run_dir::RunDirError),
     #[error("{path} is not a completed run: {why}")]
     NotARun { path: PathBuf, why: String },
     #[error("cannot {action} {path}: {source}")]
@@ -168,8 +174,10 @@ impl Store {
         Ok(report.objects_sent > 0)
     }
 
-    /// Uploads every file of the completed run in `run_dir` under `prefix` (see [`upload`]).
+    /// Uploads every file of the completed run in `run_dir` under `prefix` (see [`upload`]),
+    /// holding the run folder's lock throughout.
     pub fn upload_run(&self, run_dir: &std::path::Path, prefix: &S3Url) -> Result<UploadReport, S3Error> {
+        let _lock = crate::run_dir::open(run_dir)?;
         let jobs = upload::run_jobs(run_dir, prefix)?;
         self.check_bucket(prefix)?;
         self.rt.block_on(upload::upload_files(self, jobs, Some(run_dir)))

@@ -27,10 +27,7 @@ use super::{S3Error, S3Url, Store};
 pub const FAULT_AFTER_PARTS_ENV: &str = "EPISODE_RUN_S3_FAULT_AFTER_PARTS";
 
 /// Where an upload records its unfinished multipart uploads, inside the run dir.
-pub const STATE_FILE: &str = ".upload-state.json";
-
-/// Files of a run dir that are bookkeeping, not results.
-const NOT_UPLOADED: [&str; 2] = [STATE_FILE, "checkpoint.json"];
+pub const STATE_FILE: &str = crate::run_dir::UPLOAD_STATE;
 
 /// What an upload did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -60,39 +57,28 @@ impl Job {
     }
 }
 
-/// The files of the completed run in `run_dir`, each under `prefix`, manifest last.
+/// The files the manifest of the completed run in `run_dir` lists, then `progress.json`, then
+/// the manifest that vouches for them, each under `prefix`. Nothing else in the folder is sent:
+/// every listed name must be a plain relative path to a regular file (not a link) inside it.
 pub(super) fn run_jobs(run_dir: &Path, prefix: &S3Url) -> Result<Vec<Job>, S3Error> {
-    let manifest_path = run_dir.join("manifest.json");
-    let manifest: serde_json::Value = fs::read(&manifest_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| S3Error::NotARun { path: run_dir.to_path_buf(), why: "it has no readable manifest.json".into() })?;
-    let status = manifest.get("status").and_then(|s| s.as_str()).unwrap_or("");
-    if status != "done" && status != "done_with_errors" {
-        return Err(S3Error::NotARun { path: run_dir.to_path_buf(), why: format!("its manifest says the run is {status:?}, not done") });
+    let not_a_run = |why: String| S3Error::NotARun { path: run_dir.to_path_buf(), why };
+    let manifest = crate::run_dir::ManifestHead::read(run_dir)
+        .ok_or_else(|| not_a_run("it has no manifest.json of this version (one that lists the run's files)".into()))?;
+    if !manifest.status.is_done() {
+        return Err(not_a_run(format!("its manifest says the run is \"{}\", not done", manifest.status)));
     }
-    let mut files = Vec::new();
-    collect(run_dir, run_dir, &mut files)?;
-    // Results first, then progress.json, then the manifest that vouches for them.
-    files.sort_by_key(|rel| (rel == "manifest.json", rel == "progress.json", rel.clone()));
-    files.iter().map(|rel| Job::new(&run_dir.join(rel), &prefix.join(rel))).collect()
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), S3Error> {
-    let entries = fs::read_dir(dir).map_err(S3Error::local("list", dir))?;
-    for entry in entries {
-        let entry = entry.map_err(S3Error::local("list", dir))?;
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().to_string();
-        let kind = entry.file_type().map_err(S3Error::local("stat", &path))?;
-        if kind.is_dir() {
-            collect(root, &path, out)?;
-        } else if kind.is_file() && !NOT_UPLOADED.contains(&name.as_str()) && !name.ends_with(".partial") {
-            let rel = path.strip_prefix(root).unwrap_or(&path);
-            out.push(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
-        }
-    }
-    Ok(())
+    let mut files = manifest.files.clone();
+    files.extend([crate::run_dir::PROGRESS, crate::run_dir::MANIFEST].map(str::to_string));
+    files
+        .iter()
+        .map(|rel| {
+            let path = crate::run_dir::safe_join(run_dir, rel, "a file the manifest lists").map_err(|e| not_a_run(e.to_string()))?;
+            if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                return Err(not_a_run(format!("its manifest lists {rel}, which is not a regular file there")));
+            }
+            Job::new(&path, &prefix.join(rel))
+        })
+        .collect()
 }
 
 /// A multipart upload in progress, as recorded on disk.

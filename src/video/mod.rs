@@ -23,6 +23,8 @@ pub enum VideoError {
     NotFound { path: PathBuf },
     #[error("input is a directory, not a video or image file: {path}")]
     IsDirectory { path: PathBuf },
+    #[error("input {path} is not a regular file (a device, FIFO or socket cannot be re-read to resume or verify a run)")]
+    NotAFile { path: PathBuf },
     #[error("input is an empty file: {path}")]
     Empty { path: PathBuf },
     #[error("cannot open {path} as video or image: {reason}")]
@@ -454,6 +456,10 @@ fn check_input_file(path: &Path) -> Result<(), VideoError> {
     let meta = std::fs::metadata(path).map_err(|_| VideoError::NotFound { path: path.to_path_buf() })?;
     if meta.is_dir() {
         return Err(VideoError::IsDirectory { path: path.to_path_buf() });
+    }
+    if !meta.is_file() {
+        // A device, FIFO or socket: it cannot be hashed, resumed or re-read.
+        return Err(VideoError::NotAFile { path: path.to_path_buf() });
     }
     if meta.len() == 0 {
         return Err(VideoError::Empty { path: path.to_path_buf() });
