@@ -232,7 +232,19 @@ mod tests {
 
     #[test]
     fn s3_flags() {
-        let h = harvest(&["--upload", "s3://b-1/runs/", "--cache-dir", "/c", "--s3-endpoint", "http://127.0.0.1:9000", "--s3-path-style", "--s3-concurrency", "2", "--s3-part-mib", "16"]);
+        let h = harvest(&[
+            "--upload",
+            "s3://b-1/runs/",
+            "--cache-dir",
+            "/c",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-path-style",
+            "--s3-concurrency",
+            "2",
+            "--s3-part-mib",
+            "16",
+        ]);
         assert_eq!(h.upload.as_deref(), Some("s3://b-1/runs/"));
         assert_eq!(h.cache_dir, Some(PathBuf::from("/c")));
         assert_eq!(h.s3.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));

@@ -163,7 +163,11 @@ impl Settings {
         let home = setup_dir();
         let installed = |rel: &str| home.as_ref().map(|h| h.join(rel)).unwrap_or_else(|| PathBuf::from(".deps").join(rel));
         let pick = |configured: &Path, rel: &str| {
-            if configured.as_os_str().is_empty() { installed(rel) } else { configured.to_path_buf() }
+            if configured.as_os_str().is_empty() {
+                installed(rel)
+            } else {
+                configured.to_path_buf()
+            }
         };
         let detector = pick(&self.models.detector, DEFAULT_DETECTOR);
         let embedder = pick(&self.models.embedder, DEFAULT_EMBEDDER);
@@ -478,8 +482,7 @@ impl IdentifyConfig {
 /// `..`, which would put the run in the current directory).
 pub fn default_out_dir(input: &Path) -> Result<PathBuf, ConfigError> {
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "input".into());
-    crate::run_dir::safe_join(Path::new("runs"), &stem, "the input's file name")
-        .map_err(|e| ConfigError::Invalid(format!("{e}; pass --out")))
+    crate::run_dir::safe_join(Path::new("runs"), &stem, "the input's file name").map_err(|e| ConfigError::Invalid(format!("{e}; pass --out")))
 }
 
 /// The folder `make setup` filled: `$EPISODE_RUN_HOME`, else a `.deps` folder beside or above the

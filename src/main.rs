@@ -30,7 +30,8 @@ fn main() -> ExitCode {
             };
             match episode_run::harvest(&cfg) {
                 Ok(summary) if summary.already_harvested => {
-                    let text = format!("already harvested: {} holds this run of {} completed (--force re-runs it)", summary.out_dir.display(), cfg.input.display());
+                    let text =
+                        format!("already harvested: {} holds this run of {} completed (--force re-runs it)", summary.out_dir.display(), cfg.input.display());
                     log::event("already_harvested", Some(&text), json!({"out_dir": summary.out_dir}));
                     println!("{}", summary.out_dir.display());
                     remote::after_harvest(upload, &summary.out_dir, cfg.quiet).unwrap_or(ExitCode::SUCCESS)
@@ -66,9 +67,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Identify(args) => {
-            let result = IdentifyConfig::from_args(&args)
-                .map_err(anyhow::Error::from)
-                .and_then(|cfg| episode_run::identify(&cfg).map_err(anyhow::Error::from));
+            let result = IdentifyConfig::from_args(&args).map_err(anyhow::Error::from).and_then(|cfg| episode_run::identify(&cfg).map_err(anyhow::Error::from));
             match result {
                 Ok(s) => {
                     eprintln!("matched against {} people: {} faces and {} tracks named", s.people.len(), s.faces_named, s.tracks_named);
@@ -85,9 +84,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Floor(args) => {
-            let result = FloorConfig::from_args(&args)
-                .map_err(anyhow::Error::from)
-                .and_then(|cfg| episode_run::pipeline::floor(&cfg).map_err(anyhow::Error::from));
+            let result =
+                FloorConfig::from_args(&args).map_err(anyhow::Error::from).and_then(|cfg| episode_run::pipeline::floor(&cfg).map_err(anyhow::Error::from));
             match result.and_then(|f| serde_json::to_string(&f).map_err(anyhow::Error::from)) {
                 Ok(json) => {
                     println!("{json}");
@@ -169,7 +167,13 @@ mod remote {
     fn send(store: &Store, run_dir: &Path, dest: &S3Url, remote: &RemoteCfg, quiet: bool) -> Result<(), ExitCode> {
         match store.upload_run(run_dir, dest) {
             Ok(r) => {
-                let mut text = format!("uploaded {} to {dest}: {} objects sent ({}), {} already there", run_dir.display(), r.objects_sent, mib(r.bytes_sent), r.objects_skipped);
+                let mut text = format!(
+                    "uploaded {} to {dest}: {} objects sent ({}), {} already there",
+                    run_dir.display(),
+                    r.objects_sent,
+                    mib(r.bytes_sent),
+                    r.objects_skipped
+                );
                 if r.parts_reused > 0 {
                     text.push_str(&format!(", {} parts kept from an interrupted upload", r.parts_reused));
                 }

@@ -40,12 +40,7 @@ pub fn init_runtime(library: &Path) -> Result<RuntimeInfo, OnnxError> {
         if !library.is_file() {
             return Err("file not found".to_string());
         }
-        let env = ort::init_from(library)
-            .map_err(|e| e.to_string())?
-            .with_name("episode-run")
-            .with_telemetry(false)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let env = ort::init_from(library).map_err(|e| e.to_string())?.with_name("episode-run").with_telemetry(false).build().map_err(|e| e.to_string())?;
         let info = RuntimeInfo {
             library: library.to_path_buf(),
             version: library_version(library)?,
@@ -68,8 +63,7 @@ fn library_version(library: &Path) -> Result<String, String> {
     // returns is static and NUL-terminated.
     unsafe {
         let lib = libloading::Library::new(library).map_err(|e| e.to_string())?;
-        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
-            lib.get(b"OrtGetApiBase").map_err(|e| e.to_string())?;
+        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = lib.get(b"OrtGetApiBase").map_err(|e| e.to_string())?;
         let base = get_base();
         if base.is_null() {
             return Err("OrtGetApiBase returned null".into());
@@ -117,21 +111,11 @@ pub fn session(model: &Path, threads: usize) -> Result<Session, OnnxError> {
 
 /// The dims of a session's tensor input or output (`-1` for symbolic), by name.
 pub fn dims(outlets: &[ort::value::Outlet], name: &str) -> Option<Vec<i64>> {
-    outlets
-        .iter()
-        .find(|o| o.name() == name)
-        .and_then(|o| o.dtype().tensor_shape())
-        .map(|s| s.iter().copied().collect())
+    outlets.iter().find(|o| o.name() == name).and_then(|o| o.dtype().tensor_shape()).map(|s| s.iter().copied().collect())
 }
 
 /// Checks that the named tensor exists with the expected rank and fixed dims.
-pub fn check_dims(
-    model: &Path,
-    role: &'static str,
-    found: Option<Vec<i64>>,
-    name: &str,
-    expected: &[Dim],
-) -> Result<Vec<i64>, OnnxError> {
+pub fn check_dims(model: &Path, role: &'static str, found: Option<Vec<i64>>, name: &str, expected: &[Dim]) -> Result<Vec<i64>, OnnxError> {
     let want = describe(name, expected);
     let shape_err = |found: String| OnnxError::Shape { path: model.to_path_buf(), role, expected: want.clone(), found };
     let dims = found.ok_or_else(|| shape_err(format!("no tensor named `{name}`")))?;

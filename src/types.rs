@@ -25,18 +25,17 @@ impl RgbImage {
         // finite coordinates a similarity produces (a NaN still gives a NaN weight and a black pixel).
         let floor = |v: f32| {
             let i = v as isize;
-            if (i as f32) > v { i - 1 } else { i }
+            if (i as f32) > v {
+                i - 1
+            } else {
+                i
+            }
         };
         let (x0, y0) = (floor(x), floor(y));
         let fx = x - x0 as f32;
         let fy = y - y0 as f32;
         *out = [0.0; 3];
-        let weights = [
-            (x0, y0, (1.0 - fx) * (1.0 - fy)),
-            (x0 + 1, y0, fx * (1.0 - fy)),
-            (x0, y0 + 1, (1.0 - fx) * fy),
-            (x0 + 1, y0 + 1, fx * fy),
-        ];
+        let weights = [(x0, y0, (1.0 - fx) * (1.0 - fy)), (x0 + 1, y0, fx * (1.0 - fy)), (x0, y0 + 1, (1.0 - fx) * fy), (x0 + 1, y0 + 1, fx * fy)];
         for (px, py, w) in weights {
             if w == 0.0 || px < 0 || py < 0 || px >= self.width as isize || py >= self.height as isize {
                 continue;

@@ -118,7 +118,12 @@ fn embedder_given_as_detector_names_the_expected_shape() {
 fn detector_given_as_embedder_names_the_expected_shape() {
     let tmp = tempfile::tempdir().unwrap();
     let yunet = installed_model(YUNET);
-    fails(&hamilton(), &tmp.path().join("out"), &["--embed-model", yunet.to_str().unwrap()], &["is not a SFace face embedder", "`data` [?, 3, 112, 112]", YUNET]);
+    fails(
+        &hamilton(),
+        &tmp.path().join("out"),
+        &["--embed-model", yunet.to_str().unwrap()],
+        &["is not a SFace face embedder", "`data` [?, 3, 112, 112]", YUNET],
+    );
 }
 
 #[test]

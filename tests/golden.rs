@@ -46,7 +46,8 @@ fn digests(out: &Path) -> BTreeMap<String, String> {
 fn seeds(dir: &Path) -> PathBuf {
     let s = dir.join("cast");
     std::fs::create_dir_all(&s).unwrap();
-    for (file, name) in [("lin-manuel-miranda.png", "Lin-Manuel Miranda.png"), ("alex-lacamoire.png", "Alex Lacamoire.png"), ("obama.jpg", "Barack Obama.jpg")] {
+    for (file, name) in [("lin-manuel-miranda.png", "Lin-Manuel Miranda.png"), ("alex-lacamoire.png", "Alex Lacamoire.png"), ("obama.jpg", "Barack Obama.jpg")]
+    {
         std::fs::copy(media(file), s.join(name)).unwrap();
     }
     s

@@ -87,16 +87,10 @@ fn batch_and_no_batch_give_the_same_faces() {
     let single = harvest_ok(&hamilton(), &tmp.path().join("s"), &["--stride", "3", "--no-batch-embed"]);
     assert_eq!(batch.faces_text, single.faces_text, "faces.jsonl rows differ");
     assert_eq!(batch.embeddings.len(), single.embeddings.len());
-    let worst = batch
-        .embeddings
-        .iter()
-        .zip(&single.embeddings)
-        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
-        .fold(0.0f32, f32::max);
+    let worst = batch.embeddings.iter().zip(&single.embeddings).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0.0f32, f32::max);
     assert!(worst <= 1e-4, "max embedding difference {worst}");
 
-    let frames_with_embedded: BTreeSet<u64> =
-        batch.faces.iter().filter(|f| f["embedding_row"].is_u64()).map(|f| f["frame_idx"].as_u64().unwrap()).collect();
+    let frames_with_embedded: BTreeSet<u64> = batch.faces.iter().filter(|f| f["embedding_row"].is_u64()).map(|f| f["frame_idx"].as_u64().unwrap()).collect();
     assert!(batch.faces.len() > frames_with_embedded.len(), "the clip has frames with several faces");
     assert_eq!(batch.manifest["counts"]["embed_calls"].as_u64(), Some(frames_with_embedded.len() as u64));
     assert_eq!(single.manifest["counts"]["embed_calls"], single.manifest["counts"]["faces_embedded"]);
@@ -125,12 +119,8 @@ fn one_thread_uses_one_cpu() {
     let out = tmp.path().join("t1");
     let start = std::time::Instant::now();
     #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
-    let child = std::process::Command::new(bin())
-        .args(["harvest", "--quiet", "--threads", "1", "--stride", "2", "--out"])
-        .arg(&out)
-        .arg(hamilton())
-        .spawn()
-        .unwrap();
+    let child =
+        std::process::Command::new(bin()).args(["harvest", "--quiet", "--threads", "1", "--stride", "2", "--out"]).arg(&out).arg(hamilton()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -178,11 +168,7 @@ fn scrfd_is_picked_from_the_model_file_and_finds_the_same_faces() {
     // Every confident YuNet face of Miranda on stage (frames 82-210) has an SCRFD box on it.
     // (Below 0.8, YuNet has a spurious box on his hair at frame 152 that SCRFD rightly lacks.)
     let stage = |r: &Run, min: f64| -> Vec<serde_json::Value> {
-        r.faces
-            .iter()
-            .filter(|f| (82..=210).contains(&f["frame_idx"].as_u64().unwrap()) && f["det_score"].as_f64().unwrap() >= min)
-            .cloned()
-            .collect()
+        r.faces.iter().filter(|f| (82..=210).contains(&f["frame_idx"].as_u64().unwrap()) && f["det_score"].as_f64().unwrap() >= min).cloned().collect()
     };
     let (y, s) = (stage(&yunet, 0.8), stage(&scrfd, 0.0));
     assert!(!y.is_empty());
@@ -290,7 +276,20 @@ fn skip_nonref_samples_reference_frames_with_true_indices() {
     let tmp = tempfile::tempdir().unwrap();
     // Non-reference B-frames (no pyramid), so FFmpeg has frames to skip.
     let clip = tmp.path().join("bframes.mp4");
-    ffmpeg(&["-i", hamilton().to_str().unwrap(), "-an", "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "veryfast", "-x264-params", "bframes=2:b-pyramid=none:b-adapt=0", clip.to_str().unwrap()]);
+    ffmpeg(&[
+        "-i",
+        hamilton().to_str().unwrap(),
+        "-an",
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-x264-params",
+        "bframes=2:b-pyramid=none:b-adapt=0",
+        clip.to_str().unwrap(),
+    ]);
     let all = harvest_ok(&clip, &tmp.path().join("all"), &["--stride", "4", "--decode-only"]);
     let skip = harvest_ok(&clip, &tmp.path().join("skip"), &["--stride", "4", "--decode-only", "--skip-nonref"]);
     let decoded = |r: &Run| r.manifest["counts"]["frames_decoded"].as_u64().unwrap();
@@ -299,7 +298,8 @@ fn skip_nonref_samples_reference_frames_with_true_indices() {
     assert_eq!(skip.manifest["config"]["sampling"]["skip_nonref"], true);
 
     let faces = harvest_ok(&clip, &tmp.path().join("faces"), &["--stride", "4", "--skip-nonref"]);
-    let rows: Vec<serde_json::Value> = std::fs::read_to_string(tmp.path().join("faces/timings.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(tmp.path().join("faces/timings.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let idx: Vec<u64> = rows.iter().map(|r| r["frame_idx"].as_u64().unwrap()).collect();
     assert!(idx.windows(2).all(|w| w[0] / 4 < w[1] / 4), "one sampled frame per stride slot: {idx:?}");
     assert!(idx.len() >= 60, "almost every slot has a reference frame: {}", idx.len());

@@ -16,7 +16,8 @@ const CUTS: [u64; 3] = [20, 82, 211];
 fn seeds(dir: &Path) -> std::path::PathBuf {
     let seeds = dir.join("seeds");
     std::fs::create_dir_all(&seeds).unwrap();
-    for (file, name) in [("lin-manuel-miranda.png", "lin_manuel_miranda.png"), ("alex-lacamoire.png", "alex_lacamoire.png"), ("obama.jpg", "barack_obama.jpg")] {
+    for (file, name) in [("lin-manuel-miranda.png", "lin_manuel_miranda.png"), ("alex-lacamoire.png", "alex_lacamoire.png"), ("obama.jpg", "barack_obama.jpg")]
+    {
         std::os::unix::fs::symlink(media(file), seeds.join(name)).unwrap();
     }
     seeds
@@ -47,7 +48,8 @@ fn tracks_shots_and_names_on_the_hamilton_clip() {
     for pair in shots.windows(2) {
         assert_eq!(pair[0]["end_frame"].as_u64().unwrap() + 1, pair[1]["start_frame"].as_u64().unwrap());
     }
-    let shot_of = |frame: u64| shots.iter().position(|s| s["start_frame"].as_u64().unwrap() <= frame && frame <= s["end_frame"].as_u64().unwrap()).unwrap() as u64;
+    let shot_of =
+        |frame: u64| shots.iter().position(|s| s["start_frame"].as_u64().unwrap() <= frame && frame <= s["end_frame"].as_u64().unwrap()).unwrap() as u64;
 
     // No track spans a cut; every face's shot and track agree with tracks.jsonl.
     let by_id: BTreeMap<u64, &serde_json::Value> = tracks.iter().map(|t| (t["track_id"].as_u64().unwrap(), t)).collect();
@@ -84,7 +86,10 @@ fn tracks_shots_and_names_on_the_hamilton_clip() {
     let sampled_stage: BTreeSet<u64> = (82..=210).filter(|f| f % 2 == 0).collect();
     assert!(lin_frames.len() * 100 >= sampled_stage.len() * 95, "Miranda's tracks cover {} of {} sampled frames 82-210", lin_frames.len(), sampled_stage.len());
     assert!(
-        tracks.iter().filter(|t| name(t) == Some("barack_obama")).any(|t| t["first_frame"].as_u64().unwrap() >= 211 && t["last_frame"].as_u64().unwrap() <= 274),
+        tracks
+            .iter()
+            .filter(|t| name(t) == Some("barack_obama"))
+            .any(|t| t["first_frame"].as_u64().unwrap() >= 211 && t["last_frame"].as_u64().unwrap() <= 274),
         "no track within 211-274 named barack_obama: {tracks:?}"
     );
     for t in &tracks {

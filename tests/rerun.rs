@@ -12,10 +12,7 @@ use util::*;
 
 /// Every file under `dir` with its bytes and mtime.
 fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, SystemTime)> {
-    files_under(dir)
-        .into_iter()
-        .map(|(name, p)| (name, (std::fs::read(&p).unwrap(), std::fs::metadata(&p).unwrap().modified().unwrap())))
-        .collect()
+    files_under(dir).into_iter().map(|(name, p)| (name, (std::fs::read(&p).unwrap(), std::fs::metadata(&p).unwrap().modified().unwrap()))).collect()
 }
 
 #[test]

@@ -21,7 +21,11 @@ fn spawn(input: &Path, out: &Path, extra: &[&str], env: Option<(&str, &str)>) ->
 }
 
 fn frames_decoded(out: &Path) -> u64 {
-    std::fs::read(out.join("progress.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|p| p["frames_decoded"].as_u64()).unwrap_or(0)
+    std::fs::read(out.join("progress.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|p| p["frames_decoded"].as_u64())
+        .unwrap_or(0)
 }
 
 /// Kills `child` with `signal` once progress.json reports at least `frames`.
@@ -57,7 +61,22 @@ fn assert_same(a: &Path, b: &Path) {
 fn sigkill_at_10_50_90_percent_and_in_finalisation_resumes_to_identical_outputs() {
     let tmp = tempfile::tempdir().unwrap();
     let clip = tmp.path().join("hamilton_x4.mp4");
-    ffmpeg(&["-stream_loop", "3", "-i", hamilton().to_str().unwrap(), "-an", "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", clip.to_str().unwrap()]);
+    ffmpeg(&[
+        "-stream_loop",
+        "3",
+        "-i",
+        hamilton().to_str().unwrap(),
+        "-an",
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "20",
+        clip.to_str().unwrap(),
+    ]);
     let total = ffprobe_frame_count(&clip);
     let reference = tmp.path().join("reference");
     harvest_ok(&clip, &reference, &["--stride", "1"]);

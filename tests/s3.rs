@@ -122,11 +122,7 @@ fn stderr(o: &Output) -> String {
 
 /// The JSON events named `name` on stderr (runs with --log-format json).
 fn events(o: &Output, name: &str) -> Vec<serde_json::Value> {
-    stderr(o)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == name)
-        .collect()
+    stderr(o).lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|e| e["event"] == name).collect()
 }
 
 /// Every file under `dir` by relative path, with its bytes.
@@ -175,7 +171,20 @@ fn round_trip_from_s3_to_s3_equals_a_local_run() {
     let (out, cache) = (tmp.path().join("from_s3"), tmp.path().join("cache"));
     let dest = format!("s3://{BUCKET}/runs/hamilton/");
     let harvest = args(
-        &["harvest", &clip.to_string(), "--stride", "4", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap(), "--upload", &dest, "--log-format", "json"],
+        &[
+            "harvest",
+            &clip.to_string(),
+            "--stride",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--upload",
+            &dest,
+            "--log-format",
+            "json",
+        ],
         &server.flags(),
     );
     let o = run(&harvest, SECRET, &[]);
@@ -221,7 +230,10 @@ fn round_trip_from_s3_to_s3_equals_a_local_run() {
     let clip_bytes = std::fs::read(hamilton()).unwrap();
     let half = clip_bytes.len() / 2;
     let from_cache2 = |out: &str| {
-        let a = args(&["harvest", &clip.to_string(), "--stride", "4", "--out", out, "--cache-dir", cache2.to_str().unwrap(), "--log-format", "json"], &server.flags());
+        let a = args(
+            &["harvest", &clip.to_string(), "--stride", "4", "--out", out, "--cache-dir", cache2.to_str().unwrap(), "--log-format", "json"],
+            &server.flags(),
+        );
         run(&a, SECRET, &[])
     };
     let mut damaged = clip_bytes[..half].to_vec();
@@ -260,7 +272,12 @@ fn failures_name_the_bucket_and_key_and_lose_nothing() {
     let cases: [(&[String], &str, String, &[&str]); 4] = [
         (&down, SECRET, format!("s3://{BUCKET}/media/hamilton.mp4"), &["cannot reach", "127.0.0.1"]),
         (&server.flags(), "a-wrong-secret-Zq81", format!("s3://{BUCKET}/media/hamilton.mp4"), &["access denied", BUCKET, "media/hamilton.mp4"]),
-        (&server.flags(), SECRET, "s3://no-such-bucket/media/hamilton.mp4".into(), &["bucket no-such-bucket does not exist", "s3://no-such-bucket/media/hamilton.mp4"]),
+        (
+            &server.flags(),
+            SECRET,
+            "s3://no-such-bucket/media/hamilton.mp4".into(),
+            &["bucket no-such-bucket does not exist", "s3://no-such-bucket/media/hamilton.mp4"],
+        ),
         (&server.flags(), SECRET, format!("s3://{BUCKET}/media/missing.mp4"), &["no such key \"media/missing.mp4\"", BUCKET]),
     ];
     for (flags, secret, object, words) in cases {
@@ -286,7 +303,11 @@ fn failures_name_the_bucket_and_key_and_lose_nothing() {
         assert_eq!(snapshot(&run_dir), before, "the run dir is untouched");
 
         // A harvest whose upload cannot work stops before harvesting, with the upload's code.
-        let o = run(&args(&["harvest", hamilton().to_str().unwrap(), "--out", run_dir.to_str().unwrap(), "--force", "--upload", &format!("s3://{bucket}/r/")], flags), secret, &[]);
+        let o = run(
+            &args(&["harvest", hamilton().to_str().unwrap(), "--out", run_dir.to_str().unwrap(), "--force", "--upload", &format!("s3://{bucket}/r/")], flags),
+            secret,
+            &[],
+        );
         assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
         assert_eq!(snapshot(&run_dir), before, "the earlier run is untouched");
     }
@@ -300,7 +321,8 @@ fn a_killed_upload_resumes_without_resending() {
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = local_run(tmp.path());
     let dest = format!("s3://{BUCKET}/runs/killed/");
-    let upload_args = args(&["upload", run_dir.to_str().unwrap(), &dest, "--s3-concurrency", "1", "--s3-part-mib", "5", "--log-format", "json"], &server.flags());
+    let upload_args =
+        args(&["upload", run_dir.to_str().unwrap(), &dest, "--s3-concurrency", "1", "--s3-part-mib", "5", "--log-format", "json"], &server.flags());
     let upload = |env: &[(&str, &str)]| run(&upload_args, SECRET, env);
 
     // Stopped by the fault hook after 5 whole objects: the next upload sends only the others.
@@ -361,7 +383,8 @@ fn a_killed_upload_resumes_without_resending() {
     assert_eq!((r["parts_reused"].as_u64(), r["parts_sent"].as_u64()), (Some(0), Some(PARTS)), "{r}");
     let got = store.fetch(&S3Url::parse(&dest).unwrap().join("large_result.bin"), &tmp.path().join("dl2")).unwrap();
     assert!(std::fs::read(got.path).unwrap() == last);
-    let leftovers: Vec<_> = std::fs::read_dir(server.root.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("upload_id")).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(server.root.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("upload_id")).collect();
     assert!(leftovers.is_empty(), "no multipart upload is left on the server: {leftovers:?}");
 }
 
@@ -464,7 +487,8 @@ fn hostile_keys_never_name_a_file_outside_the_cache() {
 
     // The same server with an ordinary key is harvested (the checks accept a correct server).
     let url = format!("s3://{BUCKET}/shows/ep 1.mp4");
-    let o = run(&args(&["harvest", &url, "--stride", "8", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()], &server.flags()), SECRET, &[]);
+    let o =
+        run(&args(&["harvest", &url, "--stride", "8", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()], &server.flags()), SECRET, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read(cache.join("s3").join(BUCKET).join("shows/ep 1.mp4")).unwrap(), std::fs::read(hamilton()).unwrap());
 }

@@ -10,13 +10,7 @@ use crate::types::RgbImage;
 pub const CROP: usize = 112;
 
 /// The ArcFace 112×112 template: left eye, right eye, nose, left and right mouth corner.
-pub const ARCFACE_TEMPLATE: [[f32; 2]; 5] = [
-    [38.2946, 51.6963],
-    [73.5318, 51.5014],
-    [56.0252, 71.7366],
-    [41.5493, 92.3655],
-    [70.7299, 92.2041],
-];
+pub const ARCFACE_TEMPLATE: [[f32; 2]; 5] = [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]];
 
 /// `x' = a·x − b·y + tx`, `y' = b·x + a·y + ty`.
 #[derive(Clone, Copy, Debug, PartialEq)]

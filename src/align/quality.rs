@@ -10,11 +10,7 @@ pub fn laplacian_variance(img: &RgbImage) -> f64 {
     if w < 3 || h < 3 {
         return 0.0;
     }
-    let grey: Vec<f64> = img
-        .data
-        .chunks_exact(3)
-        .map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]))
-        .collect();
+    let grey: Vec<f64> = img.data.chunks_exact(3).map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2])).collect();
     let (mut sum, mut sum2, mut n) = (0.0, 0.0, 0.0);
     for y in 1..h - 1 {
         for x in 1..w - 1 {

@@ -18,9 +18,7 @@ impl Letterbox {
     pub fn plan(frame_w: usize, frame_h: usize, fixed: Option<(usize, usize)>, input_size: usize) -> Self {
         let (fw, fh) = (frame_w.max(1) as f32, frame_h.max(1) as f32);
         match fixed {
-            Some((width, height)) => {
-                Letterbox { scale: (width as f32 / fw).min(height as f32 / fh), width, height }
-            }
+            Some((width, height)) => Letterbox { scale: (width as f32 / fw).min(height as f32 / fh), width, height },
             None => {
                 let scale = input_size as f32 / fw.max(fh);
                 let up32 = |v: f32| (((v * scale).round() as usize).max(1)).div_ceil(32) * 32;

@@ -136,8 +136,8 @@ pub fn load(path: &Path, threads: usize, params: DetectParams, family: Family) -
 fn run_prepared<'s>(session: &'s mut Session, input: &str, prepared: &DetectorInput) -> Result<(SessionOutputs<'s>, Duration), OnnxError> {
     let run_err = |e: ort::Error| OnnxError::Run { role: "detector", reason: e.to_string() };
     let lb = &prepared.lb;
-    let view = ArrayView4::from_shape((1, 3, lb.height, lb.width), &prepared.tensor[..])
-        .map_err(|e| OnnxError::Run { role: "detector", reason: e.to_string() })?;
+    let view =
+        ArrayView4::from_shape((1, 3, lb.height, lb.width), &prepared.tensor[..]).map_err(|e| OnnxError::Run { role: "detector", reason: e.to_string() })?;
     let value = TensorRef::from_array_view(view).map_err(run_err)?;
     let start = Instant::now();
     let outputs = session.run(ort::inputs![input => value]).map_err(run_err)?;
@@ -147,10 +147,7 @@ fn run_prepared<'s>(session: &'s mut Session, input: &str, prepared: &DetectorIn
 /// The named f32 output of a detector run.
 fn output_f32<'a>(outputs: &'a SessionOutputs, name: &str) -> Result<&'a [f32], OnnxError> {
     let value = outputs.get(name).ok_or_else(|| OnnxError::Run { role: "detector", reason: format!("no output {name}") })?;
-    value
-        .try_extract_tensor::<f32>()
-        .map(|(_, data)| data)
-        .map_err(|e| OnnxError::Run { role: "detector", reason: e.to_string() })
+    value.try_extract_tensor::<f32>().map(|(_, data)| data).map_err(|e| OnnxError::Run { role: "detector", reason: e.to_string() })
 }
 
 #[cfg(test)]

@@ -10,7 +10,11 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let inter = iw * ih;
     let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
     let union = area(a) + area(b) - inter;
-    if union <= 0.0 { 0.0 } else { inter / union }
+    if union <= 0.0 {
+        0.0
+    } else {
+        inter / union
+    }
 }
 
 /// Greedy NMS: sort by score, drop every box overlapping a kept one by more than `threshold`.
@@ -46,12 +50,7 @@ mod tests {
     #[test]
     fn nms_keeps_best_of_each_cluster() {
         let out = nms(
-            vec![
-                det([0.0, 0.0, 10.0, 10.0], 0.7),
-                det([1.0, 1.0, 11.0, 11.0], 0.9),
-                det([50.0, 50.0, 60.0, 60.0], 0.8),
-                det([0.5, 0.5, 10.5, 10.5], 0.6),
-            ],
+            vec![det([0.0, 0.0, 10.0, 10.0], 0.7), det([1.0, 1.0, 11.0, 11.0], 0.9), det([50.0, 50.0, 60.0, 60.0], 0.8), det([0.5, 0.5, 10.5, 10.5], 0.6)],
             0.3,
         );
         let scores: Vec<f32> = out.iter().map(|d| d.score).collect();

@@ -39,11 +39,7 @@ pub fn decode_level(stride: usize, score: &[f32], bbox: &[f32], kps: &[f32], lb:
         for (j, lm) in landmarks.iter_mut().enumerate() {
             *lm = [(cx + k[2 * j] * s) * inv, (cy + k[2 * j + 1] * s) * inv];
         }
-        out.push(Detection {
-            bbox: [(cx - b[0] * s) * inv, (cy - b[1] * s) * inv, (cx + b[2] * s) * inv, (cy + b[3] * s) * inv],
-            landmarks,
-            score: score[i],
-        });
+        out.push(Detection { bbox: [(cx - b[0] * s) * inv, (cy - b[1] * s) * inv, (cx + b[2] * s) * inv, (cy + b[3] * s) * inv], landmarks, score: score[i] });
     }
 }
 

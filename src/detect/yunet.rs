@@ -55,11 +55,7 @@ pub fn decode_level(level: &Level, lb: &Letterbox, min_score: f32, out: &mut Vec
         for (j, lm) in landmarks.iter_mut().enumerate() {
             *lm = [(k[2 * j] + col) * s * inv, (k[2 * j + 1] + row) * s * inv];
         }
-        out.push(Detection {
-            bbox: [(cx - w / 2.0) * inv, (cy - h / 2.0) * inv, (cx + w / 2.0) * inv, (cy + h / 2.0) * inv],
-            landmarks,
-            score,
-        });
+        out.push(Detection { bbox: [(cx - w / 2.0) * inv, (cy - h / 2.0) * inv, (cx + w / 2.0) * inv, (cy + h / 2.0) * inv], landmarks, score });
     }
 }
 
@@ -74,13 +70,7 @@ impl YunetDetector {
     /// Checks the input and the twelve outputs of a loaded session before any frame is seen.
     pub fn from_session(session: Session, path: &Path, params: DetectParams) -> Result<Self, OnnxError> {
         let role = "YuNet face detector";
-        let dims = onnx::check_dims(
-            path,
-            role,
-            onnx::dims(session.inputs(), INPUT),
-            INPUT,
-            &[Dim::Fixed(1), Dim::Fixed(3), Dim::Any, Dim::Any],
-        )?;
+        let dims = onnx::check_dims(path, role, onnx::dims(session.inputs(), INPUT), INPUT, &[Dim::Fixed(1), Dim::Fixed(3), Dim::Any, Dim::Any])?;
         for s in STRIDES {
             for (name, ch) in [("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10)] {
                 let name = format!("{name}_{s}");

@@ -37,17 +37,13 @@ pub struct Identity {
 /// Seed images grouped by person: `DIR/<name>.<ext>` or `DIR/<name>/*.<ext>`, sorted by name.
 pub fn list_seeds(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, SeedError> {
     let read = |p: &Path| -> Result<Vec<PathBuf>, SeedError> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-            .map_err(|source| SeedError::Read { path: p.to_path_buf(), source })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
+        let mut v: Vec<PathBuf> =
+            std::fs::read_dir(p).map_err(|source| SeedError::Read { path: p.to_path_buf(), source })?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         v.sort();
         Ok(v)
     };
-    let is_image = |p: &Path| {
-        p.is_file()
-            && p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
-    };
+    let is_image =
+        |p: &Path| p.is_file() && p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"));
     let mut people = Vec::new();
     for entry in read(dir)? {
         let name = entry.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -138,11 +134,7 @@ impl Gallery {
                 // A single seed has no rival: its margin is its score.
                 let margin = if second.is_finite() { f64::from(best - second) } else { score };
                 let known = score >= params.threshold && margin >= params.min_margin;
-                Identity {
-                    name: known.then(|| self.names[at].clone()),
-                    score: (score * 1e4).round() / 1e4,
-                    margin: (margin * 1e4).round() / 1e4,
-                }
+                Identity { name: known.then(|| self.names[at].clone()), score: (score * 1e4).round() / 1e4, margin: (margin * 1e4).round() / 1e4 }
             })
             .collect()
     }
@@ -154,10 +146,7 @@ mod tests {
     use ndarray::array;
 
     fn gallery() -> Gallery {
-        Gallery::new(vec![
-            ("ann".into(), vec![vec![1.0, 0.0, 0.0]]),
-            ("bob".into(), vec![vec![0.0, 1.0, 0.0], vec![0.0, 0.8, 0.6]]),
-        ])
+        Gallery::new(vec![("ann".into(), vec![vec![1.0, 0.0, 0.0]]), ("bob".into(), vec![vec![0.0, 1.0, 0.0], vec![0.0, 0.8, 0.6]])])
     }
 
     const P: MatchParams = MatchParams { threshold: 0.363, min_margin: 0.05 };
@@ -204,8 +193,7 @@ mod tests {
     fn too_close_to_call_is_unknown() {
         // Equally like ann and the first axis of bob: margin ~0.
         let v = 1.0 / 2f32.sqrt();
-        let ids = Gallery::new(vec![("a".into(), vec![vec![1.0, 0.0]]), ("b".into(), vec![vec![0.0, 1.0]])])
-            .match_rows(array![[v, v]].view(), &P);
+        let ids = Gallery::new(vec![("a".into(), vec![vec![1.0, 0.0]]), ("b".into(), vec![vec![0.0, 1.0]])]).match_rows(array![[v, v]].view(), &P);
         assert_eq!(ids[0].name, None);
         assert!(ids[0].score > 0.7 && ids[0].margin < 1e-4);
     }

@@ -79,7 +79,8 @@ impl Host {
         let cpuinfo = read("/proc/cpuinfo");
         let cpu = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map_or("unknown", str::trim).to_string();
         let meminfo = read("/proc/meminfo");
-        let kib = meminfo.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let kib =
+            meminfo.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         Self {
             cpu,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -18,7 +18,6 @@ use crate::identify::Identity;
 use crate::run_dir::{partial_name, Status, CROPS, EMBEDDINGS, FACES, TIMINGS};
 use crate::types::{FaceQuality, RgbImage, SkipReason};
 
-
 /// A failed write, naming the file.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write {path}: {source}")]
@@ -329,9 +328,7 @@ impl RunWriter {
             w.flush().map_err(at(&path))?;
         }
         let text = fs::read_to_string(&path).map_err(at(&path))?;
-        text.lines()
-            .map(|l| serde_json::from_str(l).map_err(|e| OutputError { path: path.clone(), source: e.into() }))
-            .collect()
+        text.lines().map(|l| serde_json::from_str(l).map_err(|e| OutputError { path: path.clone(), source: e.into() })).collect()
     }
 
     /// Appends one embedding row and returns its index.
@@ -394,7 +391,6 @@ impl RunWriter {
 fn closed(path: &Path) -> OutputError {
     OutputError { path: path.to_path_buf(), source: io::Error::other("writer already finished") }
 }
-
 
 /// The live state users tail with `jq .fps progress.json`.
 #[derive(Clone, Debug, Serialize)]

@@ -34,10 +34,10 @@ use crate::align::align_face;
 use crate::align::quality::{landmarks_outside, laplacian_variance, yaw_degrees};
 use crate::config::{ConfigError, HarvestConfig, Mode};
 use crate::detect;
-use crate::log;
-use crate::embed::sface::SfaceEmbedder;
 use crate::embed::batching::{max_crops_for, Packer};
+use crate::embed::sface::SfaceEmbedder;
 use crate::embed::Embedder;
+use crate::log;
 use crate::onnx::{self, OnnxError};
 use crate::output::manifest::{Counts, EmbedBatching, Host, InputFacts, Manifest, ModelFile, ThreadSplit, Timings};
 use crate::output::{self, CropsDir, OutputError, Progress, RunWriter, ShotRecord};
@@ -48,9 +48,9 @@ use crate::video::{DecodeIssue, VideoDecoder, VideoError};
 pub use budget::CpuBudget;
 pub use floor::{floor, Floor};
 use progress::{bar_line, eta, RateWindow};
-pub use seeds::{identify, IdentifySummary};
 pub use resume::Attempt;
 use resume::{Checkpoint, DecodeState, Tail};
+pub use seeds::{identify, IdentifySummary};
 use sink::{context_crop, round_t, Sink};
 
 /// Frames in flight between two stages.
@@ -189,11 +189,7 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
     if cfg.resume && checkpoint.is_none() {
         return Err(HarvestError::NothingToResume { dir: cfg.out_dir.clone() });
     }
-    log::event(
-        "start",
-        None,
-        serde_json::json!({"input": cfg.input, "out_dir": cfg.out_dir, "threads": cfg.threads, "stride": cfg.settings.sampling.stride}),
-    );
+    log::event("start", None, serde_json::json!({"input": cfg.input, "out_dir": cfg.out_dir, "threads": cfg.threads, "stride": cfg.settings.sampling.stride}));
     if let Some(c) = &checkpoint {
         let text = format!("resuming {}: frames 0-{} are already harvested", cfg.out_dir.display(), c.decode.next_frame.saturating_sub(1));
         log::event("resume", Some(&text), serde_json::json!({"next_frame": c.decode.next_frame, "faces": c.sink_faces()}));
@@ -321,7 +317,9 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
             .filter(|m| m.2)
             .map(|(role, path, _)| {
                 let loading = &loading;
-                s.spawn(move || loading.run(1, || ModelFile::hash(path).map(|f| (role, f)).map_err(|source| HarvestError::ModelRead { path: path.clone(), source })))
+                s.spawn(move || {
+                    loading.run(1, || ModelFile::hash(path).map(|f| (role, f)).map_err(|source| HarvestError::ModelRead { path: path.clone(), source }))
+                })
             })
             .collect();
         let n = split.worker_threads;
@@ -336,10 +334,8 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
                 (detector, embedder)
             })
             .collect();
-        let workers: Result<Vec<infer::Models>, HarvestError> = sessions
-            .into_iter()
-            .map(|(d, e)| Ok(infer::Models { detector: join_scoped(d)?, embedder: join_scoped(e)? }))
-            .collect();
+        let workers: Result<Vec<infer::Models>, HarvestError> =
+            sessions.into_iter().map(|(d, e)| Ok(infer::Models { detector: join_scoped(d)?, embedder: join_scoped(e)? })).collect();
         let models: Result<BTreeMap<_, _>, HarvestError> = hashes.into_iter().map(join_scoped).collect();
         (workers, models)
     });
@@ -688,11 +684,7 @@ fn available_memory() -> Option<u64> {
 /// alignment, sharpness), and keeps its aligned crop and context image.
 fn assess(image: &RgbImage, det: Detection, gates: &crate::config::Quality) -> FaceOut {
     let aligned = align_face(image, &det.landmarks).ok();
-    let quality = FaceQuality {
-        blur: aligned.as_ref().map(laplacian_variance),
-        face_px: f64::from(det.min_side()),
-        yaw: yaw_degrees(&det.landmarks),
-    };
+    let quality = FaceQuality { blur: aligned.as_ref().map(laplacian_variance), face_px: f64::from(det.min_side()), yaw: yaw_degrees(&det.landmarks) };
     let skip = if quality.face_px < gates.min_face {
         Some(SkipReason::TooSmall)
     } else if f64::from(det.score) < gates.det_threshold {

@@ -24,7 +24,11 @@ impl RateWindow {
         }
         let (t0, f0) = self.samples[0];
         let dt = now.duration_since(t0).as_secs_f64();
-        if dt <= 0.0 { 0.0 } else { frames.saturating_sub(f0) as f64 / dt }
+        if dt <= 0.0 {
+            0.0
+        } else {
+            frames.saturating_sub(f0) as f64 / dt
+        }
     }
 }
 

@@ -18,12 +18,7 @@ use crate::video::VideoDecoder;
 
 /// Embeds every seed image (its largest face that passes the quality gates) and averages each
 /// person's photos. An image without such a face is an error naming the file.
-pub fn build_gallery(
-    dir: &Path,
-    detector: &mut dyn Detector,
-    embedder: &mut dyn Embedder,
-    gates: &Quality,
-) -> Result<Gallery, HarvestError> {
+pub fn build_gallery(dir: &Path, detector: &mut dyn Detector, embedder: &mut dyn Embedder, gates: &Quality) -> Result<Gallery, HarvestError> {
     let mut people = Vec::new();
     for (name, images) in list_seeds(dir)? {
         let mut embeddings = Vec::with_capacity(images.len());
@@ -84,8 +79,7 @@ fn rename(rows_path: &Path, npy_path: &Path, gallery: &Gallery, params: &MatchPa
     let mut out = Vec::with_capacity(text.len());
     let mut named = 0;
     for (n, line) in text.lines().enumerate() {
-        let mut row: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| read_err(rows_path, format!("line {}: {e}", n + 1)))?;
+        let mut row: serde_json::Value = serde_json::from_str(line).map_err(|e| read_err(rows_path, format!("line {}: {e}", n + 1)))?;
         let identity = match row["embedding_row"].as_u64() {
             Some(r) => {
                 let id = identities.get(r as usize).ok_or_else(|| read_err(npy_path, format!("has no row {r}")))?;

@@ -6,15 +6,15 @@ use std::collections::HashMap;
 
 use ndarray::Array2;
 
+use super::resume::Tail;
 use super::{EmbeddedFrame, FaceOut};
 use crate::align::{square_crop, CROP};
 use crate::identify::{Gallery, MatchParams};
 use crate::output::manifest::{Counts, Timings};
-use super::resume::Tail;
 use crate::output::{self, CropsDir, FaceRecord, OutputError, Position, RunWriter, ShotRecord, TimingRecord, TrackRecord};
-use crate::video::DecodeIssue;
 use crate::track::summary::{side_by_side, FaceInTrack, TrackSummary};
 use crate::track::{TrackInput, TrackParams, Tracker};
+use crate::video::DecodeIssue;
 
 /// A closed track, its crop already saved and its images dropped, so closed tracks cost a few
 /// hundred bytes each however long the video.
@@ -140,11 +140,8 @@ impl<'a> Sink<'a> {
         self.shot = Some(frame.shot);
         self.counts.embed_calls += frame.embed_calls;
 
-        let inputs: Vec<TrackInput> = frame
-            .faces
-            .iter()
-            .map(|f| TrackInput { bbox: f.det.bbox, score: f.det.score, embedding: f.embedding.as_deref() })
-            .collect();
+        let inputs: Vec<TrackInput> =
+            frame.faces.iter().map(|f| TrackInput { bbox: f.det.bbox, score: f.det.score, embedding: f.embedding.as_deref() }).collect();
         let (track_ids, ended) = self.tracker.push(frame.idx, &inputs);
         self.close(&ended)?;
         let identities = self.identify_faces(&frame.faces);
@@ -164,14 +161,8 @@ impl<'a> Sink<'a> {
             let face_id = self.next_face;
             self.next_face += 1;
             let summary = self.open.entry(track_id).or_insert_with(|| TrackSummary::new(track_id, frame.shot, frame.idx, frame.t));
-            let in_track = FaceInTrack {
-                face_id,
-                frame: frame.idx,
-                t: frame.t,
-                embedding: embedding.as_deref(),
-                usable: skip.is_none(),
-                rank: quality.rank(det.score),
-            };
+            let in_track =
+                FaceInTrack { face_id, frame: frame.idx, t: frame.t, embedding: embedding.as_deref(), usable: skip.is_none(), rank: quality.rank(det.score) };
             summary.add(&in_track, || (aligned, context));
             self.writer.push_face(&FaceRecord {
                 face_id,

@@ -40,8 +40,7 @@ impl S3Url {
         let bad = |why: &str| S3Error::BadUrl { url: text.to_string(), why: why.to_string() };
         let rest = text.strip_prefix("s3://").ok_or_else(|| bad("it does not start with s3://"))?;
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        let bucket_ok = (3..=63).contains(&bucket.len())
-            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        let bucket_ok = (3..=63).contains(&bucket.len()) && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
         if !bucket_ok {
             return Err(bad("the bucket name must be 3-63 characters of a-z, 0-9, '-' and '.'"));
         }
@@ -226,7 +225,6 @@ where
         _ => S3Error::Request { url: shown, why: chain(&err) },
     }
 }
-
 
 /// Status of a raw HTTP response, whatever the SDK's response type.
 trait HttpStatus {

@@ -347,10 +347,7 @@ async fn multipart(shared: &Arc<Shared>, job: &Job, digests: &Digests, part_size
         }
     };
     shared.with_state(|s| {
-        s.uploads.insert(
-            key.clone(),
-            Unfinished { upload_id: upload_id.clone(), sha256: digests.sha256_hex.clone(), part_size, parts: done.clone() },
-        );
+        s.uploads.insert(key.clone(), Unfinished { upload_id: upload_id.clone(), sha256: digests.sha256_hex.clone(), part_size, parts: done.clone() });
         s.save()
     })?;
 
@@ -404,10 +401,8 @@ async fn multipart(shared: &Arc<Shared>, job: &Job, digests: &Digests, part_size
         parts_sent += 1;
         done.insert(number, part);
     }
-    let completed: Vec<CompletedPart> = done
-        .iter()
-        .map(|(n, p)| CompletedPart::builder().part_number(*n).e_tag(&p.etag).checksum_sha256(&p.checksum_sha256).build())
-        .collect();
+    let completed: Vec<CompletedPart> =
+        done.iter().map(|(n, p)| CompletedPart::builder().part_number(*n).e_tag(&p.etag).checksum_sha256(&p.checksum_sha256).build()).collect();
     {
         let _permit = shared.permit(&key).await?;
         shared

@@ -41,18 +41,7 @@ pub struct FaceInTrack<'a> {
 
 impl TrackSummary {
     pub fn new(track_id: u64, shot: u64, frame: u64, t: f64) -> Self {
-        Self {
-            track_id,
-            shot,
-            first_frame: frame,
-            last_frame: frame,
-            t_start: t,
-            t_end: t,
-            n_faces: 0,
-            n_embedded: 0,
-            embedding_sum: None,
-            best: None,
-        }
+        Self { track_id, shot, first_frame: frame, last_frame: frame, t_start: t, t_end: t, n_faces: 0, n_embedded: 0, embedding_sum: None, best: None }
     }
 
     /// Adds a face; `crops` builds its (aligned, context) images only when it becomes the best.

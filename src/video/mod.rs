@@ -9,10 +9,10 @@ mod hashing;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::threading;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
+use ffmpeg_next as ffmpeg;
 
 use crate::types::RgbImage;
 
@@ -144,10 +144,7 @@ impl VideoDecoder {
         let io = ffmpeg::format::context::StreamIo::from_read_seek(reader).map_err(open_err)?;
         // The file name lets FFmpeg guess the format from the extension, as with a path.
         let input = ffmpeg::format::input_from_stream(io, path.to_str(), None).map_err(open_err)?;
-        let stream = input
-            .streams()
-            .best(ffmpeg::media::Type::Video)
-            .ok_or_else(|| VideoError::NoVideoStream { path: path.to_path_buf() })?;
+        let stream = input.streams().best(ffmpeg::media::Type::Video).ok_or_else(|| VideoError::NoVideoStream { path: path.to_path_buf() })?;
         let stream_index = stream.index();
         let start_pts = match stream.start_time() {
             ffmpeg::ffi::AV_NOPTS_VALUE => 0,
@@ -350,9 +347,7 @@ impl VideoDecoder {
                     match self.decoder.send_packet(&packet) {
                         Ok(()) => return Ok(()),
                         Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => return Ok(()),
-                        Err(e) => {
-                            self.issue(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: e.to_string() })
-                        }
+                        Err(e) => self.issue(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: e.to_string() }),
                     }
                 }
                 // The demuxer resyncs past a corrupt packet.
@@ -434,10 +429,7 @@ fn convert(
     });
     if stale {
         *out = ffmpeg::frame::Video::empty();
-        *scaler = Some(
-            scaling::Context::get(fmt, fw, fh, Pixel::RGB24, w, h, flags)
-                .map_err(|e| format!("{fmt:?} {fw}x{fh}: {e}"))?,
-        );
+        *scaler = Some(scaling::Context::get(fmt, fw, fh, Pixel::RGB24, w, h, flags).map_err(|e| format!("{fmt:?} {fw}x{fh}: {e}"))?);
     }
     let scaler = scaler.as_mut().ok_or("no scaler")?;
     scaler.run(frame, out).map_err(|e| e.to_string())?;

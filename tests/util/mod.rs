@@ -61,12 +61,8 @@ impl Run {
             let b: Vec<f64> = f["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             (b[2] - b[0]) * (b[3] - b[1])
         };
-        let face = self
-            .faces
-            .iter()
-            .filter(|f| f["embedding_row"].is_u64())
-            .max_by(|a, b| area(a).total_cmp(&area(b)))
-            .expect("reference photo has an embedded face");
+        let face =
+            self.faces.iter().filter(|f| f["embedding_row"].is_u64()).max_by(|a, b| area(a).total_cmp(&area(b))).expect("reference photo has an embedded face");
         self.embeddings[face["embedding_row"].as_u64().unwrap() as usize].clone()
     }
 }
