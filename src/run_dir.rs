@@ -32,6 +32,12 @@ pub const CROPS: &str = "crops";
 pub const CHECKPOINT: &str = "checkpoint.json";
 /// Where an upload records its unfinished multipart uploads.
 pub const UPLOAD_STATE: &str = ".upload-state.json";
+/// What grows with the video beside the checkpoint (see `pipeline::spill`): closed tracks and
+/// their mean embeddings, closed shots, and the pixels of open tracks' best faces.
+pub const CLOSED_TRACKS: &str = ".closed-tracks.partial";
+pub const TRACK_MEANS: &str = ".track-means.partial";
+pub const SHOTS_SO_FAR: &str = ".shots-so-far.partial";
+pub const BEST_FACES: &str = ".best-faces.partial";
 /// The ownership marker, and the file the lock is taken on.
 pub const MARKER: &str = ".episode-run";
 
@@ -219,6 +225,7 @@ pub fn clear_results(dir: &Path) -> Result<(), RunDirError> {
         remove(&dir.join(name))?;
         remove(&partial_name(&dir.join(name)))?;
     }
+    clear_checkpoint(dir)?;
     for crops in [dir.join(CROPS), partial_name(&dir.join(CROPS))] {
         match fs::remove_dir_all(&crops) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &crops)(e)),
@@ -226,6 +233,21 @@ pub fn clear_results(dir: &Path) -> Result<(), RunDirError> {
         }
     }
     Ok(())
+}
+
+/// Removes the checkpoint and the state it keeps beside it (a run that completed needs neither).
+pub fn clear_checkpoint(dir: &Path) -> Result<(), RunDirError> {
+    for name in [CHECKPOINT, CLOSED_TRACKS, TRACK_MEANS, SHOTS_SO_FAR] {
+        match fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &dir.join(name))(e)),
+            _ => {}
+        }
+    }
+    let best = dir.join(BEST_FACES);
+    match fs::remove_dir_all(&best) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &best)(e)),
+        _ => Ok(()),
+    }
 }
 
 /// `dir/.name.partial` for `dir/name`: hidden, and never mistaken for the real file.

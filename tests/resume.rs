@@ -147,3 +147,44 @@ fn resume_with_nothing_to_resume_is_an_error() {
     assert_eq!(stderr.lines().count(), 1);
     assert!(stderr.contains("no unfinished run"), "{stderr}");
 }
+
+#[test]
+fn sigkill_after_the_third_checkpoint_of_a_x4_input_resumes_to_identical_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = tmp.path().join("hamilton_x4.mp4");
+    let src = hamilton();
+    ffmpeg(&["-stream_loop", "3", "-i", src.to_str().unwrap(), "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", clip.to_str().unwrap()]);
+    let reference = tmp.path().join("reference");
+    harvest_ok(&clip, &reference, &["--stride", "2"]);
+
+    // A checkpoint every half second; kill right after the third one is on disk.
+    let config = tmp.path().join("half_second.toml");
+    std::fs::write(&config, "[progress]\ncheckpoint_s = 0.5\n").unwrap();
+    let args = ["--stride", "2", "--threads", "1", "--config", config.to_str().unwrap(), "--log-format", "json"];
+    let out = tmp.path().join("killed");
+    let mut child = spawn(&clip, &out, &args, None);
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut checkpoints = 0;
+    for line in std::io::BufRead::lines(stderr) {
+        if line.unwrap().contains("\"event\":\"checkpoint\"") {
+            checkpoints += 1;
+            if checkpoints == 3 {
+                unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+                break;
+            }
+        }
+    }
+    assert_eq!(checkpoints, 3, "the run ended before its third checkpoint");
+    child.wait().unwrap();
+    // The checkpoint is small: what grows with the video is in the spill files beside it.
+    let size = std::fs::metadata(out.join("checkpoint.json")).unwrap().len();
+    assert!(size < 64 << 10, "checkpoint.json is {size} bytes");
+    assert!(out.join(".closed-tracks.partial").is_file() && out.join(".best-faces.partial").is_dir());
+
+    let o = spawn(&clip, &out, &args, None).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"event\":\"resume\""));
+    assert_same(&reference, &out);
+    let left: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!left.iter().any(|n| n.ends_with(".partial") || n == "checkpoint.json"), "a completed run keeps no checkpoint state: {left:?}");
+}

@@ -19,6 +19,7 @@ mod progress;
 mod resume;
 mod seeds;
 mod sink;
+mod spill;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -258,7 +259,7 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
     let done = Progress { status: run.status, eta_s: Some(0.0), updated_at: output::now_rfc3339(), ..run.last_progress };
     output::write_json_atomic(&cfg.out_dir.join(run_dir::PROGRESS), &done)?;
     if !run.interrupted_resumable {
-        Checkpoint::remove(&cfg.out_dir)?;
+        run_dir::clear_checkpoint(&cfg.out_dir)?;
     }
     let problem = problem_line(&cfg.input, &run.issues, &run.counts);
     Ok(HarvestSummary {
@@ -427,7 +428,14 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
 
     let mut history = checkpoint.as_ref().map(|c| c.history.clone()).unwrap_or_default();
     let this = Attempt { started_at, ended_at: String::new(), first_frame, frames_done: first_frame };
-    let sink = Sink::new(&mut writer, &crops, gallery.as_ref(), cfg.settings.identify.clone(), cfg.settings.track.clone(), sink_state);
+    let (spill, sink_state) = match sink_state {
+        Some(state) => {
+            let (spill, restored) = spill::Spill::resume(&cfg.out_dir, dim, state.spill())?;
+            (spill, Some((state, restored)))
+        }
+        None => (spill::Spill::create(&cfg.out_dir, dim)?, None),
+    };
+    let sink = Sink::new(&mut writer, &crops, spill, gallery.as_ref(), cfg.settings.identify.clone(), cfg.settings.track.clone(), sink_state)?;
     let mut keeper = Keeper { out_dir: &cfg.out_dir, identity: identity.clone(), history: history.clone(), this, last: checkpoint.map(|c| c.decode) };
     let written = write_stage(cfg, &video, sink, face_rx, &shared, start, &mut keeper);
     // Root cause first: a decoder error explains an empty or short run better than anything
@@ -520,6 +528,7 @@ impl Keeper<'_> {
         let next_frame = decode.next_frame;
         let checkpoint = Checkpoint { identity: self.identity.clone(), decode, sink: state, position, tail, history };
         checkpoint.save(self.out_dir)?;
+        sink.checkpoint_saved(&checkpoint.sink);
         log::event("checkpoint", None, serde_json::json!({"next_frame": next_frame, "position": position}));
         Ok(())
     }

@@ -1,11 +1,14 @@
 //! Checkpoints, so a killed harvest loses seconds, not the run. Every `checkpoint.interval_s`
-//! the writer syncs `faces.jsonl` and `embeddings.npy` (both only ever grow) and records, in
-//! `checkpoint.json` written atomically (temp + fsync + rename), their byte lengths and all the
-//! state needed to go on after the last frame written: where decoding stood (frame, timestamp,
-//! shot-cut state, the open shot), the tracker and per-track totals, counts and shots so far.
-//! Resuming truncates the outputs to those lengths, seeks the video to just after that frame and
-//! continues, so the result is byte-identical to a run that was never stopped. A checkpoint with
-//! a `tail` was taken when every frame was done: resuming from it only redoes the finalisation.
+//! the writer syncs `faces.jsonl` and `embeddings.npy` (both only ever grow) and the spill files
+//! (closed tracks, their means, closed shots: see [`super::spill`]), and records, in
+//! `checkpoint.json` written atomically (temp + fsync + rename), their byte lengths and the state
+//! needed to go on after the last frame written: where decoding stood (frame, timestamp,
+//! shot-cut state, the open shot), the tracker, the open tracks' totals (their best faces by
+//! reference to a side file), counts. None of it grows with the video, so the checkpoint stays a
+//! few KB. Resuming truncates the outputs to those lengths, seeks the video to just after that
+//! frame and continues, so the result is byte-identical to a run that was never stopped. A
+//! checkpoint with a `tail` was taken when every frame was done: resuming from it only redoes the
+//! finalisation. A checkpoint is used only by a run of the same [`RunIdentity`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -96,14 +99,6 @@ impl Checkpoint {
         let path = out_dir.join(CHECKPOINT);
         let bytes = serde_json::to_vec(self).map_err(|e| OutputError { path: path.clone(), source: e.into() })?;
         output::write_atomic(&path, &bytes)
-    }
-
-    pub fn remove(out_dir: &Path) -> Result<(), OutputError> {
-        let path = out_dir.join(CHECKPOINT);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(OutputError { path, source: e }),
-            _ => Ok(()),
-        }
     }
 }
 

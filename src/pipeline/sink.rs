@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use ndarray::Array2;
 
 use super::resume::Tail;
+use super::spill::{BestRef, ClosedTrack, Restored, Spill, SpillLengths};
 use super::{EmbeddedFrame, FaceOut};
 use crate::align::{square_crop, CROP};
 use crate::identify::{Gallery, MatchParams};
@@ -16,18 +17,10 @@ use crate::track::summary::{side_by_side, FaceInTrack, TrackSummary};
 use crate::track::{TrackInput, TrackParams, Tracker};
 use crate::video::DecodeIssue;
 
-/// A closed track, its crop already saved and its images dropped, so closed tracks cost a few
-/// hundred bytes each however long the video.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct ClosedTrack {
-    summary: TrackSummary,
-    best_face_id: u64,
-    mean: Option<Vec<f32>>,
-}
-
 pub struct Sink<'a> {
     writer: &'a mut RunWriter,
     crops: &'a CropsDir,
+    spill: Spill,
     gallery: Option<&'a Gallery>,
     matching: MatchParams,
     tracker: Tracker,
@@ -45,74 +38,109 @@ impl SinkState {
     pub fn faces(&self) -> u64 {
         self.next_face
     }
+
+    /// How far the spill files went at this checkpoint.
+    pub fn spill(&self) -> SpillLengths {
+        self.spill
+    }
 }
 
-/// Everything a [`Sink`] carries from frame to frame, for a checkpoint.
+/// Everything a [`Sink`] carries from frame to frame, for a checkpoint: small and bounded by
+/// the open tracks. What grows with the video (closed tracks, shots) and the best faces' pixels
+/// are in the spill files, which this records the lengths of.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SinkState {
     tracker: Tracker,
     /// Open tracks by id (a map's order is not stable, so a list).
-    open: Vec<TrackSummary>,
-    closed: Vec<ClosedTrack>,
+    open: Vec<OpenTrack>,
     shot: Option<u64>,
     counts: Counts,
     next_face: u64,
-    shots: Vec<ShotRecord>,
     issues: Vec<DecodeIssue>,
+    spill: SpillLengths,
+}
+
+/// An open track in a checkpoint: its totals, and its best face by reference.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct OpenTrack {
+    summary: TrackSummary,
+    best: Option<BestRef>,
 }
 
 impl<'a> Sink<'a> {
-    /// A sink for a new run, or one continuing from `state` (a checkpoint's).
+    /// A sink for a new run, or one continuing from `resume` (a checkpoint's state and what its
+    /// spill files hold).
     pub fn new(
         writer: &'a mut RunWriter,
         crops: &'a CropsDir,
+        spill: Spill,
         gallery: Option<&'a Gallery>,
         matching: MatchParams,
         track: TrackParams,
-        state: Option<SinkState>,
-    ) -> Self {
-        let state = state.unwrap_or_else(|| SinkState {
+        resume: Option<(SinkState, Restored)>,
+    ) -> Result<Self, OutputError> {
+        let mut sink = Self {
+            writer,
+            crops,
+            spill,
+            gallery,
+            matching,
             tracker: Tracker::new(track),
-            open: Vec::new(),
+            open: HashMap::new(),
             closed: Vec::new(),
             shot: None,
             counts: Counts::default(),
             next_face: 0,
             shots: Vec::new(),
             issues: Vec::new(),
-        });
-        Self {
-            writer,
-            crops,
-            gallery,
-            matching,
-            tracker: state.tracker,
-            open: state.open.into_iter().map(|s| (s.track_id, s)).collect(),
-            closed: state.closed,
-            shot: state.shot,
-            counts: state.counts,
-            next_face: state.next_face,
-            shots: state.shots,
-            issues: state.issues,
+        };
+        if let Some((state, restored)) = resume {
+            for OpenTrack { mut summary, best } in state.open {
+                summary.best = best.map(|b| sink.spill.load_best(&b)).transpose()?;
+                sink.open.insert(summary.track_id, summary);
+            }
+            sink.tracker = state.tracker;
+            sink.closed = restored.closed;
+            sink.shots = restored.shots;
+            sink.shot = state.shot;
+            sink.counts = state.counts;
+            sink.next_face = state.next_face;
+            sink.issues = state.issues;
         }
+        Ok(sink)
     }
 
-    /// The state to continue from, with the outputs synced to disk first.
+    /// The state to continue from, with the outputs and the spill files synced to disk first
+    /// and the best faces of open tracks saved beside it.
     pub fn checkpoint(&mut self) -> Result<(SinkState, Position), OutputError> {
         self.writer.sync()?;
-        let mut open: Vec<TrackSummary> = self.open.values().cloned().collect();
-        open.sort_by_key(|s| s.track_id);
+        let spill = self.spill.save(&self.closed, &self.shots)?;
+        let mut ids: Vec<u64> = self.open.keys().copied().collect();
+        ids.sort_unstable();
+        let mut open = Vec::with_capacity(ids.len());
+        for id in ids {
+            let s = &self.open[&id];
+            if let Some(b) = &s.best {
+                self.spill.save_best(b)?;
+            }
+            open.push(OpenTrack { summary: s.without_best(), best: s.best.as_ref().map(|b| BestRef { rank: b.rank, face_id: b.face_id }) });
+        }
         let state = SinkState {
             tracker: self.tracker.clone(),
             open,
-            closed: self.closed.iter().map(|c| ClosedTrack { summary: c.summary.clone(), best_face_id: c.best_face_id, mean: c.mean.clone() }).collect(),
             shot: self.shot,
             counts: self.counts.clone(),
             next_face: self.next_face,
-            shots: self.shots.clone(),
             issues: self.issues.clone(),
+            spill,
         };
         Ok((state, self.writer.position()))
+    }
+
+    /// Once `state` is on disk: the best-face files no checkpoint refers to any more go.
+    pub fn checkpoint_saved(&self, state: &SinkState) {
+        let keep = state.open.iter().filter_map(|o| o.best.as_ref().map(|b| b.face_id)).collect();
+        self.spill.prune_best(&keep);
     }
 
     pub fn faces_written(&self) -> u64 {
@@ -207,8 +235,18 @@ impl<'a> Sink<'a> {
             let Some(best) = summary.best.take() else { continue };
             let image = side_by_side(best.aligned.as_ref(), &best.context);
             output::write_jpeg_atomic(&self.crops.path(&format!("track_{id}.jpg")), &image)?;
-            let mean = summary.mean_embedding();
-            self.closed.push(ClosedTrack { summary, best_face_id: best.face_id, mean });
+            self.closed.push(ClosedTrack {
+                track_id: summary.track_id,
+                shot: summary.shot,
+                first_frame: summary.first_frame,
+                last_frame: summary.last_frame,
+                t_start: summary.t_start,
+                t_end: summary.t_end,
+                n_faces: summary.n_faces,
+                n_embedded: summary.n_embedded,
+                best_face_id: best.face_id,
+                mean: summary.mean_embedding(),
+            });
         }
         Ok(())
     }
@@ -221,12 +259,11 @@ impl<'a> Sink<'a> {
         self.issues.extend(tail.issues.iter().cloned());
         let ended = self.tracker.end_all();
         self.close(&ended)?;
-        self.closed.sort_by_key(|c| c.summary.track_id);
+        self.closed.sort_by_key(|c| c.track_id);
         let mut rows = Vec::new();
         let mut records = Vec::with_capacity(self.closed.len());
-        for c in &self.closed {
-            let s = &c.summary;
-            let embedding_row = c.mean.as_ref().map(|m| {
+        for s in &self.closed {
+            let embedding_row = s.mean.as_ref().map(|m| {
                 rows.push(m.clone());
                 rows.len() as u64 - 1
             });
@@ -239,7 +276,7 @@ impl<'a> Sink<'a> {
                 t_end: round_t(s.t_end),
                 n_faces: s.n_faces,
                 n_embedded: s.n_embedded,
-                best_face_id: c.best_face_id,
+                best_face_id: s.best_face_id,
                 embedding_row,
                 identity: None,
             });

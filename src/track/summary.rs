@@ -64,6 +64,22 @@ impl TrackSummary {
         }
     }
 
+    /// The totals without the best face's images (a checkpoint keeps those in a file).
+    pub fn without_best(&self) -> Self {
+        Self {
+            track_id: self.track_id,
+            shot: self.shot,
+            first_frame: self.first_frame,
+            last_frame: self.last_frame,
+            t_start: self.t_start,
+            t_end: self.t_end,
+            n_faces: self.n_faces,
+            n_embedded: self.n_embedded,
+            embedding_sum: self.embedding_sum.clone(),
+            best: None,
+        }
+    }
+
     /// The normalised mean of the track's embeddings, if it has any.
     pub fn mean_embedding(&self) -> Option<Vec<f32>> {
         self.embedding_sum.clone().map(|mut v| {
