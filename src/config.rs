@@ -482,7 +482,7 @@ impl IdentifyConfig {
 /// `..`, which would put the run in the current directory).
 pub fn default_out_dir(input: &Path) -> Result<PathBuf, ConfigError> {
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "input".into());
-    crate::run_dir::safe_join(Path::new("runs"), &stem, "the input's file name").map_err(|e| ConfigError::Invalid(format!("{e}; pass --out")))
+    crate::names::safe_join(Path::new("runs"), &stem, "the input's file name").map_err(|e| ConfigError::Invalid(format!("{e}; pass --out")))
 }
 
 /// The folder `make setup` filled: `$EPISODE_RUN_HOME`, else a `.deps` folder beside or above the

@@ -8,12 +8,15 @@
 
 pub mod align;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod embed;
+pub mod host;
 pub mod identify;
 pub mod interrupt;
 pub mod log;
+pub mod names;
 pub mod onnx;
 pub mod output;
 pub mod pipeline;
@@ -24,4 +27,4 @@ pub mod track;
 pub mod types;
 pub mod video;
 
-pub use pipeline::{harvest, identify, HarvestError, HarvestSummary, IdentifySummary};
+pub use pipeline::{harvest, HarvestError, HarvestSummary};

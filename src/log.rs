@@ -36,7 +36,7 @@ pub fn event(name: &str, text: Option<&str>, fields: serde_json::Value) {
         Format::Json => {
             let mut obj = serde_json::Map::new();
             obj.insert("event".into(), name.into());
-            obj.insert("time".into(), crate::output::now_rfc3339().into());
+            obj.insert("time".into(), now_rfc3339().into());
             if let serde_json::Value::Object(f) = fields {
                 obj.extend(f);
             }
@@ -46,4 +46,9 @@ pub fn event(name: &str, text: Option<&str>, fields: serde_json::Value) {
             eprintln!("{}", serde_json::Value::Object(obj));
         }
     }
+}
+
+/// Now, as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -91,10 +91,10 @@ pub enum RunDirError {
     NotARun { path: PathBuf },
     #[error("{path} is in use by {holder}: wait for it to finish, or use another folder")]
     InUse { path: PathBuf, holder: String },
+    #[error("cannot read {path} (written by another version of episode-run?): {why}")]
+    Unreadable { path: PathBuf, why: String },
     #[error("cannot {action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: io::Error },
-    #[error("{what} {name:?} cannot name a file inside {base}: {why}")]
-    UnsafeName { what: &'static str, name: String, base: PathBuf, why: &'static str },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RunDirError + 'a {
@@ -256,42 +256,6 @@ pub fn partial_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.partial"))
 }
 
-/// Longest name, and longest relative path, accepted from outside (S3's key limit is 1024 bytes,
-/// Linux's file name limit 255).
-const MAX_NAME: usize = 255;
-const MAX_PATH: usize = 1024;
-
-/// `base` joined with `rel`, a `/`-separated relative path from outside (an S3 key, a name in a
-/// manifest, an input's stem), when every segment is a plain name: not empty (no leading `/`,
-/// no `//`), not `.` or `..`, no control characters, at most 255 bytes each and 1024 in all.
-/// The result is checked to lie inside `base`.
-pub fn safe_join(base: &Path, rel: &str, what: &'static str) -> Result<PathBuf, RunDirError> {
-    let unsafe_name = |why| RunDirError::UnsafeName { what, name: rel.to_string(), base: base.to_path_buf(), why };
-    if rel.is_empty() {
-        return Err(unsafe_name("it is empty"));
-    }
-    if rel.len() > MAX_PATH {
-        return Err(unsafe_name("it is longer than 1024 bytes"));
-    }
-    if rel.chars().any(char::is_control) {
-        return Err(unsafe_name("it holds control characters"));
-    }
-    let mut path = base.to_path_buf();
-    for segment in rel.split('/') {
-        match segment {
-            "" => return Err(unsafe_name("it has an empty segment (a leading '/' or '//')")),
-            "." | ".." => return Err(unsafe_name("it has a '.' or '..' segment")),
-            s if s.len() > MAX_NAME => return Err(unsafe_name("a segment is longer than 255 bytes")),
-            s => path.push(s),
-        }
-    }
-    let inside = path.strip_prefix(base).is_ok_and(|r| r.components().all(|c| matches!(c, Component::Normal(_))));
-    if !inside {
-        return Err(unsafe_name("it leaves the folder"));
-    }
-    Ok(path)
-}
-
 /// What makes two harvests the same run: their outputs would be byte-identical. Recorded in the
 /// checkpoint and the manifest; a run resumes or is "already harvested" only on a match.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -306,12 +270,17 @@ pub struct RunIdentity {
 }
 
 /// What commands read back from a run's `manifest.json` (the harvest writes it whole, see
-/// [`crate::output::manifest::Manifest`]).
+/// `output::manifest::Manifest`).
 #[derive(Clone, Debug, Deserialize)]
 pub struct ManifestHead {
     pub status: Status,
     pub identity: RunIdentity,
+    /// Every setting in force.
+    pub config: crate::config::Settings,
     pub input: RecordedInput,
+    /// The models by role (`detector`, `embedder`).
+    pub models: BTreeMap<String, RecordedModel>,
+    pub threads: RecordedThreads,
     /// Every result file of the run, relative to its folder with `/` separators: what an
     /// upload sends (with `progress.json` and the manifest itself), and nothing else.
     pub files: Vec<String>,
@@ -319,13 +288,27 @@ pub struct ManifestHead {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct RecordedInput {
+    pub path: PathBuf,
     pub blake3: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct RecordedModel {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct RecordedThreads {
+    pub budget: usize,
 }
 
 impl ManifestHead {
     /// The manifest in `dir`, if there is one of this version's shape.
-    pub fn read(dir: &Path) -> Option<Self> {
-        serde_json::from_slice(&fs::read(dir.join(MANIFEST)).ok()?).ok()
+    pub fn read(dir: &Path) -> Result<Self, RunDirError> {
+        let path = dir.join(MANIFEST);
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+        serde_json::from_slice(&bytes).map_err(|e| RunDirError::Unreadable { path, why: e.to_string() })
     }
 }
 
@@ -492,18 +475,6 @@ mod tests {
         let mut left: Vec<String> = fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         left.sort();
         assert_eq!(left, [MARKER, "notes.txt"]);
-    }
-
-    #[test]
-    fn hostile_names_never_leave_the_base() {
-        let base = Path::new("/cache/s3/bucket");
-        assert_eq!(safe_join(base, "shows/ep 1.mp4", "key").unwrap(), base.join("shows/ep 1.mp4"));
-        let long_segment = "a".repeat(256);
-        let long_path = "a/".repeat(600);
-        for bad in ["", "/tmp/victim/precious.txt", "a//b", "../x", "a/./b", "a/..", ".", "x\ny", "tab\there", "nul\0", &long_segment, &long_path] {
-            let err = safe_join(base, bad, "key").unwrap_err().to_string();
-            assert!(err.contains("key") && err.contains("/cache/s3/bucket"), "{bad:?}: {err}");
-        }
     }
 
     fn identity(stride: u64) -> RunIdentity {

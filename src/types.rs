@@ -84,7 +84,7 @@ pub enum SkipReason {
 }
 
 /// What was measured of a face, recorded in `faces.jsonl` whether or not it passed the gates.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FaceQuality {
     /// Variance of the Laplacian of the aligned grey crop (`None` when it could not be aligned).
     pub blur: Option<f64>,

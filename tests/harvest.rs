@@ -194,6 +194,16 @@ fn detect_only_and_decode_only_modes() {
     assert_eq!(dec.manifest["models"], serde_json::json!({}));
     assert_eq!(dec.manifest["counts"]["frames_decoded"], 275);
     assert_eq!(dec.manifest["counts"]["frames_sampled"], 69);
+    assert!(dec.manifest["onnxruntime"].is_null(), "ONNX Runtime is not loaded");
+    // Proved: with no runtime library at all, decoding alone still works.
+    let o = std::process::Command::new(bin())
+        .args(["harvest", hamilton().to_str().unwrap(), "--stride", "4", "--decode-only", "--quiet", "--out"])
+        .arg(tmp.path().join("no_ort"))
+        .env("EPISODE_RUN_ORT_LIB", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(det.manifest["onnxruntime"]["version"].is_string());
 }
 
 #[test]

@@ -76,3 +76,45 @@ fn a_run_of_something_else_is_not_overwritten() {
     let replaced = harvest_ok(&hamilton(), &out, &["--stride", "4", "--force"]);
     assert_eq!(replaced.manifest["config"]["sampling"]["stride"], 4);
 }
+
+/// The settings that cannot change outputs do not make another run; those that can do.
+#[test]
+fn only_settings_that_change_outputs_make_another_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    harvest_ok(&hamilton(), &out, &["--stride", "8"]);
+    let before = snapshot(&out);
+    let progress = tmp.path().join("progress.toml");
+    std::fs::write(&progress, "[progress]\ninterval_s = 1.5\ncheckpoint_s = 30.0\n").unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/models");
+    let same_detector = tmp.path().join("same_detector.onnx");
+    std::fs::copy(models.join("face_detection_yunet_2023mar_dynamic.onnx"), &same_detector).unwrap();
+    for extra in [
+        vec!["--no-batch-embed"],
+        vec!["--threads", "1"],
+        vec!["--batch-size", "3"],
+        vec!["--embed-mem-mb", "64"],
+        vec!["--config", progress.to_str().unwrap()],
+        vec!["--det-model", same_detector.to_str().unwrap()],
+    ] {
+        let o = harvest(&hamilton(), &out, &[&["--stride", "8"][..], &extra].concat());
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && stderr.contains("already harvested"), "{extra:?}: {stderr}");
+        assert!(snapshot(&out) == before, "{extra:?} changed the run");
+    }
+    let other_detector = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/yunet_n_dynamic.onnx");
+    for (extra, names) in [
+        (vec!["--stride", "4"], "sampling.stride"),
+        (vec!["--min-face", "50"], "quality.min_face"),
+        (vec!["--det-threshold", "0.8"], "quality.det_threshold"),
+        (vec!["--detect-only"], "run.mode"),
+        (vec!["--det-model", other_detector.to_str().unwrap()], "detector model"),
+    ] {
+        let args: Vec<&str> = if extra[0] == "--stride" { extra.clone() } else { [&["--stride", "8"][..], &extra].concat() };
+        let o = harvest(&hamilton(), &out, &args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(names) && stderr.contains("--force"), "{extra:?}: {stderr}");
+        assert!(snapshot(&out) == before, "refused, yet {extra:?} changed the run");
+    }
+}

@@ -27,7 +27,7 @@ pub enum SeedError {
 }
 
 /// Who a face or track looks like. `name` is `None` (unknown) below the threshold or margin.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub name: Option<String>,
     pub score: f64,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use crate::host::Host;
 use crate::onnx::RuntimeInfo;
 use crate::run_dir::{RunIdentity, Status};
 use crate::types::SkipReason;
@@ -61,32 +62,6 @@ impl Timings {
     pub fn from_rows(rows: &[crate::output::TimingRecord]) -> Self {
         let of = |f: fn(&crate::output::TimingRecord) -> f64| StageSummary::of(rows.iter().map(f).collect());
         Self { decode: of(|r| r.decode_ms), detect: of(|r| r.detect_ms), align: of(|r| r.align_ms), embed: of(|r| r.embed_ms) }
-    }
-}
-
-/// The machine a run ran on.
-#[derive(Clone, Debug, Serialize)]
-pub struct Host {
-    pub cpu: String,
-    pub cores: usize,
-    pub memory_gib: f64,
-    pub os: String,
-}
-
-impl Host {
-    pub fn here() -> Self {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let cpuinfo = read("/proc/cpuinfo");
-        let cpu = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map_or("unknown", str::trim).to_string();
-        let meminfo = read("/proc/meminfo");
-        let kib =
-            meminfo.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        Self {
-            cpu,
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            memory_gib: (kib / (1024.0 * 1024.0) * 10.0).round() / 10.0,
-            os: format!("{} {}", std::env::consts::OS, read("/proc/sys/kernel/osrelease").trim()),
-        }
     }
 }
 
@@ -146,23 +121,6 @@ pub struct ThreadSplit {
     pub worker_threads: usize,
 }
 
-/// Model workers at most: past this, workers get more intra-op threads instead (each worker
-/// holds its own sessions, so memory grows with their number).
-const MAX_WORKERS: usize = 4;
-
-impl ThreadSplit {
-    /// One-thread workers, one per permit, up to [`MAX_WORKERS`]; decoding takes a quarter of
-    /// the budget (at least one thread), or all of it when no model runs.
-    pub fn plan(budget: usize, models: bool) -> Self {
-        let budget = budget.max(1);
-        if !models {
-            return Self { budget, decode: budget, workers: 0, worker_threads: 0 };
-        }
-        let worker_threads = budget.div_ceil(MAX_WORKERS);
-        Self { budget, decode: (budget / 4).max(1), workers: budget / worker_threads, worker_threads }
-    }
-}
-
 /// How embedder calls were sized.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]
 pub struct EmbedBatching {
@@ -171,6 +129,15 @@ pub struct EmbedBatching {
     /// The memory bound: a frame with more crops than this is split.
     pub max_crops_per_call: usize,
     pub mem_budget_mb: u64,
+}
+
+/// One process's share of a run, for the manifest's resume history.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Attempt {
+    pub started_at: String,
+    pub ended_at: String,
+    pub first_frame: u64,
+    pub frames_done: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -186,7 +153,8 @@ pub struct Manifest {
     pub identity: RunIdentity,
     pub input: InputFacts,
     pub models: BTreeMap<&'static str, ModelFile>,
-    pub onnxruntime: RuntimeInfo,
+    /// The ONNX Runtime library used; `null` when no model ran (`--decode-only` does not load it).
+    pub onnxruntime: Option<RuntimeInfo>,
     pub host: Host,
     pub threads: ThreadSplit,
     pub embed_batching: EmbedBatching,
@@ -200,7 +168,7 @@ pub struct Manifest {
     /// Decoding problems the run went past, first ones only.
     pub decode_issues: Vec<String>,
     /// Each process that worked on this run (more than one when it was resumed).
-    pub history: Vec<crate::pipeline::Attempt>,
+    pub history: Vec<Attempt>,
     /// The run's result files, relative to the run folder: all an upload sends besides
     /// `progress.json` and this manifest.
     pub files: Vec<String>,
@@ -231,26 +199,6 @@ mod summary_tests {
         assert_eq!((s.frames, s.min_ms, s.p50_ms, s.p95_ms, s.max_ms, s.mean_ms), (100, 1.0, 50.0, 95.0, 100.0, 50.5));
         assert_eq!(StageSummary::of(vec![]).frames, 0);
         assert_eq!(StageSummary::of(vec![7.0]).p95_ms, 7.0);
-    }
-}
-
-#[cfg(test)]
-mod split_tests {
-    use super::ThreadSplit;
-
-    #[test]
-    fn split_never_exceeds_the_budget() {
-        for budget in 1..=32 {
-            let s = ThreadSplit::plan(budget, true);
-            assert!(s.decode >= 1 && s.decode <= budget, "{s:?}");
-            assert!(s.workers >= 1 && s.workers <= 4 && s.workers * s.worker_threads <= budget, "{s:?}");
-            // Few permits left idle by the workers.
-            assert!(budget - s.workers * s.worker_threads < s.worker_threads, "{s:?}");
-            assert_eq!(ThreadSplit::plan(budget, false).decode, budget);
-        }
-        assert_eq!(ThreadSplit::plan(1, true), ThreadSplit { budget: 1, decode: 1, workers: 1, worker_threads: 1 });
-        assert_eq!(ThreadSplit::plan(2, true), ThreadSplit { budget: 2, decode: 1, workers: 2, worker_threads: 1 });
-        assert_eq!(ThreadSplit::plan(16, true), ThreadSplit { budget: 16, decode: 4, workers: 4, worker_threads: 4 });
     }
 }
 

@@ -32,7 +32,7 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
 }
 
 /// One row of `faces.jsonl`. Field names are a contract: later versions add, never rename.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct FaceRecord {
     pub face_id: u64,
     pub frame_idx: u64,
@@ -71,7 +71,7 @@ pub struct ShotRecord {
 }
 
 /// One row of `tracks.jsonl`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct TrackRecord {
     pub track_id: u64,
     pub shot: u64,
@@ -94,6 +94,11 @@ pub fn round(x: f32, decimals: i32) -> f64 {
     (f64::from(x) * p).round() / p
 }
 
+/// Seconds to the microsecond, as written everywhere.
+pub fn round_t(t: f64) -> f64 {
+    (t * 1e6).round() / 1e6
+}
+
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsynced, renamed over.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     let tmp = partial_name(path);
@@ -114,6 +119,34 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Out
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| OutputError { path: path.to_path_buf(), source: e.into() })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
+}
+
+/// A file of a finished run that cannot be read back, naming it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {why}")]
+pub struct ReadError {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+/// Reads a JSONL file of ours back as typed rows; a bad line is an error naming it.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, ReadError> {
+    let text = fs::read_to_string(path).map_err(|e| ReadError { path: path.to_path_buf(), why: e.to_string() })?;
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| serde_json::from_str(line).map_err(|e| ReadError { path: path.to_path_buf(), why: format!("line {}: {e}", n + 1) }))
+        .collect()
+}
+
+/// Reads a float32 `.npy` of ours back as a `rows × cols` matrix.
+pub fn read_npy(path: &Path) -> Result<ndarray::Array2<f32>, ReadError> {
+    let err = |why: String| ReadError { path: path.to_path_buf(), why };
+    let bytes = fs::read(path).map_err(|e| err(e.to_string()))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| err(e.to_string()))?;
+    let shape = npy.shape().to_vec();
+    let [rows, cols] = shape[..] else { return Err(err(format!("expected a 2-D array, found shape {shape:?}"))) };
+    let data: Vec<f32> = npy.into_vec().map_err(|e| err(e.to_string()))?;
+    ndarray::Array2::from_shape_vec((rows as usize, cols as usize), data).map_err(|e| err(e.to_string()))
 }
 
 /// Writes one JSON object per line, atomically.
@@ -420,11 +453,6 @@ impl Progress {
             f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(at(path))
         })
     }
-}
-
-/// Now, as RFC 3339 UTC with milliseconds.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

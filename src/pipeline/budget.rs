@@ -7,6 +7,8 @@
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
+use crate::output::manifest::ThreadSplit;
+
 pub struct CpuBudget {
     total: usize,
     state: Mutex<State>,
@@ -70,6 +72,23 @@ impl Drop for Release<'_> {
     fn drop(&mut self) {
         self.budget.lock().free += self.permits;
         self.budget.freed.notify_all();
+    }
+}
+
+/// Model workers at most: past this, workers get more intra-op threads instead (each worker
+/// holds its own sessions, so memory grows with their number).
+const MAX_WORKERS: usize = 4;
+
+impl ThreadSplit {
+    /// One-thread workers, one per permit, up to [`MAX_WORKERS`]; decoding takes a quarter of
+    /// the budget (at least one thread), or all of it when no model runs.
+    pub fn plan(budget: usize, models: bool) -> Self {
+        let budget = budget.max(1);
+        if !models {
+            return Self { budget, decode: budget, workers: 0, worker_threads: 0 };
+        }
+        let worker_threads = budget.div_ceil(MAX_WORKERS);
+        Self { budget, decode: (budget / 4).max(1), workers: budget / worker_threads, worker_threads }
     }
 }
 
@@ -139,5 +158,25 @@ mod tests {
     #[test]
     fn oversized_request_is_capped() {
         assert_eq!(CpuBudget::new(2).run(16, || 7), 7);
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use crate::output::manifest::ThreadSplit;
+
+    #[test]
+    fn split_never_exceeds_the_budget() {
+        for budget in 1..=32 {
+            let s = ThreadSplit::plan(budget, true);
+            assert!(s.decode >= 1 && s.decode <= budget, "{s:?}");
+            assert!(s.workers >= 1 && s.workers <= 4 && s.workers * s.worker_threads <= budget, "{s:?}");
+            // Few permits left idle by the workers.
+            assert!(budget - s.workers * s.worker_threads < s.worker_threads, "{s:?}");
+            assert_eq!(ThreadSplit::plan(budget, false).decode, budget);
+        }
+        assert_eq!(ThreadSplit::plan(1, true), ThreadSplit { budget: 1, decode: 1, workers: 1, worker_threads: 1 });
+        assert_eq!(ThreadSplit::plan(2, true), ThreadSplit { budget: 2, decode: 1, workers: 2, worker_threads: 1 });
+        assert_eq!(ThreadSplit::plan(16, true), ThreadSplit { budget: 16, decode: 4, workers: 4, worker_threads: 4 });
     }
 }

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use super::error::HarvestError;
 use super::resume::{self, Checkpoint};
-use super::HarvestError;
 use crate::config::{HarvestConfig, Mode};
 use crate::output::manifest::ModelFile;
 use crate::run_dir::{self, RunIdentity, FACES};
@@ -30,7 +30,7 @@ pub enum Existing {
 /// when there is one, is the newest state of the folder and is compared first.
 pub fn check(cfg: &HarvestConfig) -> Result<Existing, HarvestError> {
     let checkpoint = Checkpoint::load(&cfg.out_dir);
-    let manifest = run_dir::ManifestHead::read(&cfg.out_dir);
+    let manifest = run_dir::ManifestHead::read(&cfg.out_dir).ok();
     if checkpoint.is_none() && manifest.is_none() {
         if cfg.out_dir.join(run_dir::MANIFEST).exists() {
             return Ok(Existing::Other("format (its manifest.json was written by an older episode-run)".into()));

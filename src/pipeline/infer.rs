@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{never, select, unbounded, Receiver, Sender};
 
 use super::budget::CpuBudget;
-use super::{assess, ms, Carry, EmbeddedFrame, FaceOut, FrameTiming, HarvestError, SampledFrame};
+use super::error::HarvestError;
+use super::frames::{ms, Carry, EmbeddedFrame, FaceOut, FrameTiming, SampledFrame};
+use super::gates::assess;
 use crate::config::Quality;
 use crate::detect::Detector;
 use crate::embed::batching::{Call, Packer, Part};

@@ -15,48 +15,13 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::HarvestError;
+use super::frames::{DecodeState, Tail};
 use super::sink::SinkState;
-use super::HarvestError;
 use crate::config::HarvestConfig;
-use crate::output::manifest::ModelFile;
-use crate::output::{self, OutputError, Position, ShotRecord};
+use crate::output::manifest::{Attempt, ModelFile};
+use crate::output::{self, OutputError, Position};
 use crate::run_dir::{InputId, RunIdentity, CHECKPOINT};
-use crate::track::cuts::CutState;
-use crate::video::DecodeIssue;
-
-/// Where the decode side stood right after a sampled frame.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DecodeState {
-    /// The first frame not yet decoded.
-    pub next_frame: u64,
-    /// Presentation timestamp and time of the frame before it.
-    pub pts: Option<i64>,
-    pub t: f64,
-    /// Frames sampled so far.
-    pub sampled: u64,
-    pub cut: CutState,
-    /// The shot that frame is in, ending at it.
-    pub shot: ShotRecord,
-}
-
-/// What only the end of the stream knows: the last shots, the last problems, the input's hash.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Tail {
-    /// Frames decoded in all (some may follow the last sampled frame).
-    pub frames_decoded: u64,
-    pub shots: Vec<ShotRecord>,
-    pub issues: Vec<DecodeIssue>,
-    pub input_blake3: Option<String>,
-}
-
-/// One process's share of a run, for the manifest's resume history.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Attempt {
-    pub started_at: String,
-    pub ended_at: String,
-    pub first_frame: u64,
-    pub frames_done: u64,
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Checkpoint {

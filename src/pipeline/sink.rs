@@ -6,10 +6,9 @@ use std::collections::HashMap;
 
 use ndarray::Array2;
 
-use super::resume::Tail;
+use super::frames::Tail;
+use super::frames::{EmbeddedFrame, FaceOut};
 use super::spill::{BestRef, ClosedTrack, Restored, Spill, SpillLengths};
-use super::{EmbeddedFrame, FaceOut};
-use crate::align::{square_crop, CROP};
 use crate::identify::{Gallery, MatchParams};
 use crate::output::manifest::{Counts, Timings};
 use crate::output::{self, CropsDir, FaceRecord, OutputError, Position, RunWriter, ShotRecord, TimingRecord, TrackRecord};
@@ -195,7 +194,7 @@ impl<'a> Sink<'a> {
             self.writer.push_face(&FaceRecord {
                 face_id,
                 frame_idx: frame.idx,
-                t: round_t(frame.t),
+                t: output::round_t(frame.t),
                 bbox: det.bbox.map(|v| output::round(v, 2)),
                 landmarks: det.landmarks.map(|p| p.map(|v| output::round(v, 2))),
                 det_score: output::round(det.score, 4),
@@ -272,8 +271,8 @@ impl<'a> Sink<'a> {
                 shot: s.shot,
                 first_frame: s.first_frame,
                 last_frame: s.last_frame,
-                t_start: round_t(s.t_start),
-                t_end: round_t(s.t_end),
+                t_start: output::round_t(s.t_start),
+                t_end: output::round_t(s.t_end),
                 n_faces: s.n_faces,
                 n_embedded: s.n_embedded,
                 best_face_id: s.best_face_id,
@@ -312,16 +311,4 @@ fn log_issue(issue: &DecodeIssue) {
         DecodeIssue::EndedEarly { after_frame, reason } => ("ended_early", after_frame, reason),
     };
     crate::log::event("decode_error", None, serde_json::json!({"kind": kind, "after_frame": after_frame, "reason": reason}));
-}
-
-/// Seconds to the microsecond, as written everywhere.
-pub fn round_t(t: f64) -> f64 {
-    (t * 1e6).round() / 1e6
-}
-
-/// The context image of a face: a square twice the box's longer side around its centre.
-pub fn context_crop(image: &crate::types::RgbImage, bbox: &[f32; 4]) -> crate::types::RgbImage {
-    let center = [(bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0];
-    let side = 2.0 * (bbox[2] - bbox[0]).max(bbox[3] - bbox[1]);
-    square_crop(image, center, side, CROP)
 }

@@ -43,8 +43,8 @@ pub(super) async fn fetch(store: &Store, url: &S3Url, cache_dir: &Path) -> Resul
     // The local copy's path is built from the bucket and key: checked before any request, so
     // a key like `/etc/passwd` or `a/../../x` can never name a file outside the cache.
     let unsafe_key = |source| S3Error::UnsafeKey { url: url.to_string(), source };
-    let bucket_dir = crate::run_dir::safe_join(cache_dir, &url.bucket, "S3 bucket").map_err(unsafe_key)?;
-    let dest = crate::run_dir::safe_join(&bucket_dir, &url.key, "S3 key").map_err(unsafe_key)?;
+    let bucket_dir = crate::names::safe_join(cache_dir, &url.bucket, "S3 bucket").map_err(unsafe_key)?;
+    let dest = crate::names::safe_join(&bucket_dir, &url.key, "S3 key").map_err(unsafe_key)?;
     let head = match store.client.head_object().bucket(&url.bucket).key(&url.key).checksum_mode(ChecksumMode::Enabled).send().await {
         Ok(head) => head,
         Err(e) => {

@@ -116,7 +116,7 @@ pub enum S3Error {
     #[error("{url}: the downloaded bytes do not match the object's {what} ({expected}, got {found})")]
     Corrupt { url: String, what: &'static str, expected: String, found: String },
     #[error("cannot fetch {url}: {source}")]
-    UnsafeKey { url: String, source: crate::run_dir::RunDirError },
+    UnsafeKey { url: String, source: crate::names::UnsafeName },
     #[error("{url}: the server answered a ranged GET wrongly ({why}) {tries} time(s); the partial download was discarded")]
     BadRange { url: String, why: String, tries: u32 },
     #[error(transparent)]

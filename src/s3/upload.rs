@@ -63,7 +63,7 @@ impl Job {
 pub(super) fn run_jobs(run_dir: &Path, prefix: &S3Url) -> Result<Vec<Job>, S3Error> {
     let not_a_run = |why: String| S3Error::NotARun { path: run_dir.to_path_buf(), why };
     let manifest = crate::run_dir::ManifestHead::read(run_dir)
-        .ok_or_else(|| not_a_run("it has no manifest.json of this version (one that lists the run's files)".into()))?;
+        .map_err(|e| not_a_run(format!("it has no manifest.json of this version, one that lists the run's files ({e})")))?;
     if !manifest.status.is_done() {
         return Err(not_a_run(format!("its manifest says the run is \"{}\", not done", manifest.status)));
     }
@@ -72,7 +72,7 @@ pub(super) fn run_jobs(run_dir: &Path, prefix: &S3Url) -> Result<Vec<Job>, S3Err
     files
         .iter()
         .map(|rel| {
-            let path = crate::run_dir::safe_join(run_dir, rel, "a file the manifest lists").map_err(|e| not_a_run(e.to_string()))?;
+            let path = crate::names::safe_join(run_dir, rel, "a file the manifest lists").map_err(|e| not_a_run(e.to_string()))?;
             if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
                 return Err(not_a_run(format!("its manifest lists {rel}, which is not a regular file there")));
             }

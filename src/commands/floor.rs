@@ -4,18 +4,20 @@
 //! Decoding, letterboxing and alignment happen here too but are not timed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ndarray::Array4;
 
-use super::HarvestError;
+use super::{Error, Outcome};
 use crate::align::align_face;
-use crate::config::{FloorConfig, Settings};
+use crate::cli::FloorArgs;
+use crate::config::FloorConfig;
 use crate::detect;
 use crate::embed::sface::{crops_to_tensor, SfaceEmbedder};
 use crate::onnx;
-use crate::run_dir;
+use crate::output::{self, FaceRecord};
+use crate::run_dir::{self, ManifestHead};
 use crate::types::RgbImage;
 use crate::video::VideoDecoder;
 
@@ -41,31 +43,32 @@ pub struct Floor {
     pub floor_s: f64,
 }
 
+pub fn run(args: &FloorArgs) -> Result<Outcome, Error> {
+    let cfg = FloorConfig::from_args(args)?;
+    let floor = floor(&cfg)?;
+    println!("{}", serde_json::to_string(&floor).unwrap_or_default());
+    Ok(Outcome::Done)
+}
+
 /// Replays `run_dir`'s model work and times ONNX Runtime alone.
-pub fn floor(cfg: &FloorConfig) -> Result<Floor, HarvestError> {
-    let read_err = |path: &Path, reason: String| HarvestError::RunRead { path: path.to_path_buf(), reason };
-    let manifest_path = cfg.run_dir.join(run_dir::MANIFEST);
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| read_err(&manifest_path, e.to_string()))?;
-    let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| read_err(&manifest_path, e.to_string()))?;
-    let settings: Settings = serde_json::from_value(manifest["config"].clone()).map_err(|e| read_err(&manifest_path, format!("config: {e}")))?;
-    let path_of = |v: &serde_json::Value| v.as_str().map(PathBuf::from);
-    let input = path_of(&manifest["input"]["path"]).ok_or_else(|| read_err(&manifest_path, "no input.path".into()))?;
-    let detector_path = path_of(&manifest["models"]["detector"]["path"]).ok_or_else(|| read_err(&manifest_path, "the run used no detector".into()))?;
-    let embedder_path = path_of(&manifest["models"]["embedder"]["path"]);
-    let threads = cfg.threads.or_else(|| manifest["threads"]["budget"].as_u64().map(|n| n as usize)).unwrap_or(1);
+pub fn floor(cfg: &FloorConfig) -> Result<Floor, Error> {
+    let manifest = ManifestHead::read(&cfg.run_dir)?;
+    let settings = manifest.config;
+    let input = manifest.input.path;
+    let detector_path = manifest
+        .models
+        .get("detector")
+        .map(|m| m.path.clone())
+        .ok_or_else(|| output::ReadError { path: cfg.run_dir.join(run_dir::MANIFEST), why: "the run used no detector".into() })?;
+    let embedder_path = manifest.models.get("embedder").map(|m| m.path.clone());
+    let threads = cfg.threads.unwrap_or(manifest.threads.budget);
 
     // The embedded faces of each frame, in embedding-row order.
-    let faces_path = cfg.run_dir.join(run_dir::FACES);
-    let faces_text = std::fs::read_to_string(&faces_path).map_err(|e| read_err(&faces_path, e.to_string()))?;
+    let faces: Vec<FaceRecord> = output::read_jsonl(&cfg.run_dir.join(run_dir::FACES))?;
     let mut wanted: BTreeMap<u64, Vec<(u64, Landmarks)>> = BTreeMap::new();
-    for (n, line) in faces_text.lines().enumerate() {
-        let row: serde_json::Value = serde_json::from_str(line).map_err(|e| read_err(&faces_path, format!("line {}: {e}", n + 1)))?;
-        let (Some(frame), Some(emb)) = (row["frame_idx"].as_u64(), row["embedding_row"].as_u64()) else { continue };
-        let mut lm = [[0f32; 2]; 5];
-        for (i, p) in lm.iter_mut().enumerate() {
-            *p = [row["landmarks"][i][0].as_f64().unwrap_or(0.0) as f32, row["landmarks"][i][1].as_f64().unwrap_or(0.0) as f32];
-        }
-        wanted.entry(frame).or_default().push((emb, lm));
+    for face in faces {
+        let Some(row) = face.embedding_row else { continue };
+        wanted.entry(face.frame_idx).or_default().push((row, face.landmarks.map(|p| p.map(|v| v as f32))));
     }
 
     onnx::init_runtime(&cfg.ort_lib)?;
@@ -96,7 +99,7 @@ pub fn floor(cfg: &FloorConfig) -> Result<Floor, HarvestError> {
     if let (Some(path), false) = (embedder_path, crops.is_empty()) {
         let mut embedder = SfaceEmbedder::load(&path, threads)?;
         let probe = &crops[..crops.len().min(PROBE_CROPS)];
-        let mut time_all = |batch: usize, crops: &[&RgbImage]| -> Result<Duration, HarvestError> {
+        let mut time_all = |batch: usize, crops: &[&RgbImage]| -> Result<Duration, Error> {
             let tensors: Vec<Array4<f32>> = crops.chunks(batch).map(crops_to_tensor).collect();
             let mut total = Duration::ZERO;
             for t in &tensors {

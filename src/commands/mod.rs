@@ -1,0 +1,48 @@
+//! One module per command, each with one entry function, `run(&args)`, that returns how the
+//! command ended ([`Outcome`]) or why it failed ([`Error`], always exit 2). `main` turns both
+//! into exit codes in one place.
+
+pub mod floor;
+pub mod harvest;
+pub mod identify;
+#[cfg(feature = "s3")]
+mod remote;
+#[cfg(not(feature = "s3"))]
+#[path = "remote_none.rs"]
+mod remote;
+pub mod upload;
+
+/// How a command ended when it did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done, or nothing to do: exit 0.
+    Done,
+    /// Done, but part of the input was lost (manifest `done_with_errors`): exit 1.
+    DoneWithLoss,
+    /// The harvest is done and intact, its S3 upload failed: exit 3.
+    UploadFailed,
+    /// Stopped by Ctrl-C / SIGTERM after publishing what it had: exit 130.
+    Interrupted,
+}
+
+/// Why a command failed: one line, exit 2.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Harvest(#[from] crate::pipeline::HarvestError),
+    #[error(transparent)]
+    RunDir(#[from] crate::run_dir::RunDirError),
+    #[error(transparent)]
+    Read(#[from] crate::output::ReadError),
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    #[error(transparent)]
+    Onnx(#[from] crate::onnx::OnnxError),
+    #[error(transparent)]
+    Video(#[from] crate::video::VideoError),
+    #[cfg(feature = "s3")]
+    #[error(transparent)]
+    S3(#[from] crate::s3::S3Error),
+}
