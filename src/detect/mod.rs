@@ -48,6 +48,12 @@ pub struct InputPlan {
 }
 
 impl InputPlan {
+    /// A plan for a model of fixed `(width, height)` input, or (`None`) of symbolic size whose
+    /// longer side is `input_size`.
+    pub fn new(fixed: Option<(usize, usize)>, input_size: usize, norm: Normalize) -> Self {
+        Self { fixed, input_size, norm }
+    }
+
     /// Letterboxes `image` into a 1×3×H×W tensor, normalised as the model wants.
     pub fn prepare(&self, image: &RgbImage) -> DetectorInput {
         let lb = Letterbox::plan(image.width, image.height, self.fixed, self.input_size);

@@ -5,6 +5,8 @@
 pub mod batching;
 pub mod sface;
 
+use std::time::Duration;
+
 use crate::onnx::OnnxError;
 use crate::types::RgbImage;
 
@@ -14,6 +16,12 @@ pub trait Embedder {
     fn dim(&self) -> usize;
     /// Embeds `crops` in one model call. An empty batch is an error, not a silent no-op.
     fn embed(&mut self, crops: &[&RgbImage]) -> Result<Vec<Vec<f32>>, OnnxError>;
+    /// [`embed`](Self::embed), with the time the model itself took (for the timings and the
+    /// model floor; by default the whole call).
+    fn embed_timed(&mut self, crops: &[&RgbImage]) -> Result<(Vec<Vec<f32>>, Duration), OnnxError> {
+        let start = std::time::Instant::now();
+        self.embed(crops).map(|v| (v, start.elapsed()))
+    }
 }
 
 /// Scales `v` to unit length in place; a zero vector stays zero.

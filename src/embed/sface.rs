@@ -71,7 +71,12 @@ impl Embedder for SfaceEmbedder {
         if crops.is_empty() {
             return Err(OnnxError::Run { role: "embedder", reason: "empty batch".into() });
         }
-        self.embed_tensor(crops_to_tensor(crops).view()).map(|(vectors, _)| vectors)
+        self.embed_timed(crops).map(|(vectors, _)| vectors)
+    }
+
+    /// Times ONNX Runtime alone, not the tensor packing.
+    fn embed_timed(&mut self, crops: &[&RgbImage]) -> Result<(Vec<Vec<f32>>, Duration), OnnxError> {
+        self.embed_tensor(crops_to_tensor(crops).view())
     }
 }
 

@@ -36,7 +36,7 @@ use super::gates::assess;
 use crate::config::Quality;
 use crate::detect::Detector;
 use crate::embed::batching::{Call, Packer, Part};
-use crate::embed::sface::{crops_to_tensor, SfaceEmbedder};
+use crate::embed::Embedder;
 use crate::onnx::OnnxError;
 use crate::types::RgbImage;
 
@@ -44,7 +44,7 @@ use crate::types::RgbImage;
 pub(super) struct Models {
     pub detector: Box<dyn Detector + Send>,
     /// Absent with `--detect-only`.
-    pub embedder: Option<SfaceEmbedder>,
+    pub embedder: Option<Box<dyn Embedder + Send>>,
 }
 
 /// How the stage plans and bounds its work.
@@ -171,7 +171,7 @@ fn run_job(models: &mut Models, job: Job, gates: &Quality) -> Result<Done, Harve
         Job::Embed { call, crops } => {
             let embedder = models.embedder.as_mut().ok_or_else(|| OnnxError::Run { role: "embedder", reason: "no embedder loaded".into() })?;
             let refs: Vec<&RgbImage> = crops.iter().collect();
-            let (vectors, took) = embedder.embed_tensor(crops_to_tensor(&refs).view())?;
+            let (vectors, took) = embedder.embed_timed(&refs)?;
             Ok(Done::Embed { call, vectors, took })
         }
     }
@@ -341,5 +341,145 @@ impl Coordinator {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The coordinator with fake workers: no model, but real gating and aligning, real threads,
+    //! and results that complete out of order.
+
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::align::ARCFACE_TEMPLATE;
+    use crate::detect::letterbox::Normalize;
+    use crate::detect::{DetectorInput, InputPlan};
+    use crate::output::ShotRecord;
+    use crate::pipeline::frames::DecodeState;
+    use crate::track::cuts::CutState;
+    use crate::types::Detection;
+
+    const PLAN: fn() -> InputPlan = || InputPlan::new(None, 64, Normalize { bgr: false, mean: 0.0, scale: 1.0 });
+
+    /// Two frontal faces per frame; the first call of all is slow, so a later frame's detection
+    /// finishes first. Fails (or panics) on the `fail_on`-th call when asked.
+    struct FakeDetector {
+        calls: Arc<AtomicUsize>,
+        fail_on: Option<(usize, bool)>,
+    }
+
+    impl Detector for FakeDetector {
+        fn input_plan(&self) -> InputPlan {
+            PLAN()
+        }
+        fn detect_prepared(&mut self, _: &DetectorInput) -> Result<(Vec<Detection>, Duration), OnnxError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if n == 0 {
+                thread::sleep(Duration::from_millis(150));
+            }
+            match self.fail_on {
+                Some((at, true)) if at == n => panic!("fake detector panics"),
+                Some((at, false)) if at == n => return Err(OnnxError::Run { role: "detector", reason: "fake failure".into() }),
+                _ => {}
+            }
+            let face = |dx: f32| Detection {
+                bbox: [40.0 + dx, 20.0, 152.0 + dx, 132.0],
+                landmarks: ARCFACE_TEMPLATE.map(|p| [p[0] + 40.0 + dx, p[1] + 20.0]),
+                score: 0.9,
+            };
+            Ok((vec![face(0.0), face(30.0)], Duration::from_millis(1)))
+        }
+    }
+
+    /// Each crop's embedding is its mean brightness: the test can tell whose it is.
+    struct FakeEmbedder;
+
+    impl Embedder for FakeEmbedder {
+        fn dim(&self) -> usize {
+            1
+        }
+        fn embed(&mut self, crops: &[&RgbImage]) -> Result<Vec<Vec<f32>>, OnnxError> {
+            Ok(crops.iter().map(|c| vec![brightness(c)]).collect())
+        }
+    }
+
+    fn brightness(img: &RgbImage) -> f32 {
+        img.data.iter().map(|&v| f32::from(v)).sum::<f32>() / img.data.len() as f32
+    }
+
+    /// Frame `idx`: sharp stripes whose brightness depends on the frame.
+    fn sampled(idx: u64) -> SampledFrame {
+        let (lo, hi) = (10 + idx as u8 * 3, 200 + idx as u8);
+        let data = (0..200 * 200).flat_map(|i| if (i % 200 / 3) % 2 == 0 { [lo; 3] } else { [hi; 3] }).collect();
+        let image = RgbImage::new(200, 200, data).unwrap();
+        let shot = ShotRecord { shot: 0, start_frame: 0, end_frame: idx, t_start: 0.0, t_end: idx as f64 };
+        let decode = DecodeState { next_frame: idx + 1, pts: None, t: idx as f64, sampled: idx + 1, cut: CutState { prev: None, last_cut: 0 }, shot };
+        SampledFrame {
+            idx,
+            t: idx as f64,
+            shot: 0,
+            input: Some(PLAN().prepare(&image)),
+            image: Some(image),
+            carry: Carry { decode_ms: 0.0, decode, closed_shots: Vec::new(), issues: Vec::new() },
+        }
+    }
+
+    fn gates() -> Quality {
+        Quality { min_face: 20.0, det_threshold: 0.6, min_blur: 8.0, max_yaw: 75.0 }
+    }
+
+    /// Runs the stage over `frames` frames with `workers` fake workers.
+    fn run_stage(frames: u64, workers: usize, batch_size: usize, fail_on: Option<(usize, bool)>) -> (Result<u64, HarvestError>, Vec<EmbeddedFrame>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let models = (0..workers)
+            .map(|_| Models { detector: Box::new(FakeDetector { calls: calls.clone(), fail_on }), embedder: Some(Box::new(FakeEmbedder)) })
+            .collect();
+        let plan = Plan { batch: true, packer: Packer::new(batch_size, 16), gates: gates(), worker_threads: 1 };
+        let (frame_tx, frame_rx) = crossbeam_channel::bounded(2);
+        let (out_tx, out_rx) = crossbeam_channel::unbounded();
+        let budget = CpuBudget::new(workers);
+        let result = thread::scope(|s| {
+            s.spawn(move || {
+                for idx in 0..frames {
+                    if frame_tx.send(sampled(idx)).is_err() {
+                        return;
+                    }
+                }
+            });
+            run(frame_rx, out_tx, models, plan, &budget)
+        });
+        (result, out_rx.try_iter().collect())
+    }
+
+    #[test]
+    fn frames_leave_in_order_with_their_own_embeddings_whatever_finishes_first() {
+        for batch_size in [1, 4] {
+            let (result, out) = run_stage(12, 3, batch_size, None);
+            assert_eq!(result.unwrap(), 0);
+            assert_eq!(out.iter().map(|f| f.idx).collect::<Vec<_>>(), (0..12).collect::<Vec<_>>(), "batch {batch_size}");
+            for frame in &out {
+                assert_eq!(frame.faces.len(), 2);
+                for face in &frame.faces {
+                    assert_eq!(face.skip, None, "frame {}: {:?}", frame.idx, face.quality);
+                    let crop = face.aligned.as_ref().unwrap();
+                    assert_eq!(face.embedding.as_deref(), Some(&[brightness(crop)][..]), "frame {} got another frame's embedding", frame.idx);
+                }
+                assert_eq!(frame.decode.next_frame, frame.idx + 1, "what the frame carried stays with it");
+            }
+            let calls: u64 = out.iter().map(|f| f.embed_calls).sum();
+            assert_eq!(calls, if batch_size == 1 { 12 } else { 6 }, "batch {batch_size}: two crops per frame, packed up to the batch size");
+        }
+    }
+
+    #[test]
+    fn a_failing_worker_reports_its_own_error() {
+        let (result, out) = run_stage(12, 2, 4, Some((5, false)));
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("fake failure"), "the worker's own error, not a generic one: {err}");
+        assert!(out.len() < 12);
+        let (result, _) = run_stage(12, 2, 4, Some((5, true)));
+        assert!(matches!(result, Err(HarvestError::Panicked { stage: "model worker" })));
     }
 }

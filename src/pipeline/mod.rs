@@ -243,7 +243,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
             .map(|_| {
                 let loading = &loading;
                 let embedder = s.spawn(move || match mode {
-                    Mode::Full => loading.run(1, || SfaceEmbedder::load(&cfg.embedder, n)).map(Some),
+                    Mode::Full => loading.run(1, || SfaceEmbedder::load(&cfg.embedder, n)).map(|e| Some(Box::new(e) as Box<dyn Embedder + Send>)),
                     _ => Ok(None),
                 });
                 let detector = s.spawn(move || loading.run(1, || detect::load(&cfg.detector, n, detect.clone(), detect.family)));
@@ -258,7 +258,9 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     let (mut workers, models) = (workers?, models?);
     let identity = resume::identity(cfg, &models)?;
     let gallery = match (&cfg.seeds, workers.first_mut()) {
-        (Some(dir), Some(infer::Models { detector, embedder: Some(e) })) => Some(seeds::build_gallery(dir, detector.as_mut(), e, &cfg.settings.quality)?),
+        (Some(dir), Some(infer::Models { detector, embedder: Some(e) })) => {
+            Some(seeds::build_gallery(dir, detector.as_mut(), e.as_mut(), &cfg.settings.quality)?)
+        }
         _ => None,
     };
     let dim = workers.first().and_then(|m| m.embedder.as_ref()).map_or(0, |e| e.dim());

@@ -4,6 +4,7 @@
 //! All ffmpeg-next types stay inside this module; the rest of the crate sees [`VideoInfo`],
 //! [`DecodedFrame`] and [`VideoError`].
 
+mod clock;
 mod hashing;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use ffmpeg::software::scaling;
 use ffmpeg_next as ffmpeg;
 
 use crate::types::RgbImage;
+use clock::Clock;
 
 /// Why a video could not be opened or read. Every variant names the path.
 #[derive(Debug, thiserror::Error)]
@@ -100,15 +102,10 @@ pub struct VideoDecoder {
     decoder: ffmpeg::decoder::Video,
     stream_index: usize,
     info: VideoInfo,
-    stride: u64,
+    /// Frame numbering, sampling and time.
+    clock: Clock,
     /// Convert sampled frames to RGB (off when no model will look at them).
     images: bool,
-    /// Non-reference frames are skipped: indices from timestamps, see `skipping_nonref`.
-    skip_nonref: bool,
-    /// The stream's first timestamp (for indices from timestamps).
-    start_pts: i64,
-    /// `idx / stride` of the last sampled frame, with `skip_nonref`.
-    last_sampled_slot: Option<u64>,
     /// The size of the scaled copy of each sampled frame, from the frame's size.
     scaled_size: Option<ScaledSize>,
     scaled_scaler: Option<scaling::Context>,
@@ -118,8 +115,6 @@ pub struct VideoDecoder {
     frame: ffmpeg::frame::Video,
     rgb: ffmpeg::frame::Video,
     thumb_rgb: ffmpeg::frame::Video,
-    next_idx: u64,
-    last_t: Option<f64>,
     eof_sent: bool,
     ended: bool,
     /// `frame` holds a decoded frame not yet emitted (the first one after a resume).
@@ -176,12 +171,9 @@ impl VideoDecoder {
             hash,
             decoder,
             stream_index,
+            clock: Clock::new(stride, start_pts, time_base, frame_rate),
             info,
-            stride: stride.max(1),
             images: true,
-            skip_nonref: false,
-            start_pts,
-            last_sampled_slot: None,
             scaled_size: None,
             scaled_scaler: None,
             scaled_rgb: ffmpeg::frame::Video::empty(),
@@ -190,8 +182,6 @@ impl VideoDecoder {
             frame: ffmpeg::frame::Video::empty(),
             rgb: ffmpeg::frame::Video::empty(),
             thumb_rgb: ffmpeg::frame::Video::empty(),
-            next_idx: 0,
-            last_t: None,
             eof_sent: false,
             ended: false,
             held: false,
@@ -222,7 +212,7 @@ impl VideoDecoder {
     /// sampled when it is the first decoded at or after each multiple of the stride.
     pub fn skipping_nonref(mut self) -> Self {
         self.decoder.skip_frame(ffmpeg::Discard::NonReference);
-        self.skip_nonref = true;
+        self.clock.from_pts = true;
         self
     }
 
@@ -250,12 +240,10 @@ impl VideoDecoder {
     /// converting, past it. Without timestamps, or when the seek lands beyond that frame, it
     /// decodes from the start and counts frames instead.
     pub fn resume_after(&mut self, next_idx: u64, last_pts: Option<i64>, last_t: f64) -> Result<(), VideoError> {
-        self.last_t = Some(last_t);
+        self.clock.resume(next_idx, last_t);
         if next_idx == 0 {
             return Ok(());
         }
-        // A checkpoint follows a sampled frame: its stride slot is taken.
-        self.last_sampled_slot = Some((next_idx - 1) / self.stride);
         if let Some(target) = last_pts {
             let us = (target as f64 * self.info.time_base * 1e6).floor() as i64;
             if self.input.seek(us, ..us + 1).is_ok() {
@@ -266,7 +254,7 @@ impl VideoDecoder {
                     match self.frame.timestamp() {
                         Some(pts) if first && pts > target => break, // landed past it
                         Some(pts) if pts > target => {
-                            self.next_idx = next_idx;
+                            self.clock.next_idx = next_idx;
                             self.held = true;
                             return Ok(());
                         }
@@ -280,17 +268,17 @@ impl VideoDecoder {
         self.input.seek(0, ..1).map_err(|e| VideoError::Decoder { path: self.path.clone(), reason: format!("cannot rewind to resume: {e}") })?;
         self.decoder.flush();
         (self.eof_sent, self.ended) = (false, false);
-        self.next_idx = 0;
-        while self.next_idx < next_idx && self.pull()? {
+        self.clock.next_idx = 0;
+        while self.clock.next_idx < next_idx && self.pull()? {
             if let (Some(target), Some(pts)) = (last_pts, self.frame.timestamp()) {
                 if pts > target {
                     self.held = true;
                     break;
                 }
             }
-            self.next_idx += 1;
+            self.clock.next_idx += 1;
         }
-        self.next_idx = next_idx;
+        self.clock.next_idx = next_idx;
         Ok(())
     }
 
@@ -303,7 +291,7 @@ impl VideoDecoder {
                 Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {}
                 Err(e) => {
                     // A broken frame inside the decoder: note it and keep pulling.
-                    self.issue(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: e.to_string() });
+                    self.issue(DecodeIssue::BadPacket { after_frame: self.clock.next_idx, reason: e.to_string() });
                     if self.eof_sent {
                         return Ok(self.end());
                     }
@@ -317,7 +305,7 @@ impl VideoDecoder {
     }
 
     fn issue(&mut self, issue: DecodeIssue) {
-        self.last_issue_at = Some(self.next_idx);
+        self.last_issue_at = Some(self.clock.next_idx);
         self.issues.push(issue);
     }
 
@@ -325,11 +313,11 @@ impl VideoDecoder {
     /// with no damage before its last frame, was cut off: a truncated file whose index survived
     /// (moov first) reads to EOF with at most a broken last packet, so this is the clear sign.
     fn end(&mut self) -> bool {
-        let at_the_end = self.last_issue_at.is_none_or(|at| at == self.next_idx);
+        let at_the_end = self.last_issue_at.is_none_or(|at| at == self.clock.next_idx);
         if !std::mem::replace(&mut self.ended, true) && at_the_end {
-            if let Some(total) = self.info.frames_total.filter(|&t| self.next_idx < t) {
-                let reason = format!("the container lists {total} frames, the data holds {}", self.next_idx);
-                self.issues.push(DecodeIssue::EndedEarly { after_frame: self.next_idx, reason });
+            if let Some(total) = self.info.frames_total.filter(|&t| self.clock.next_idx < t) {
+                let reason = format!("the container lists {total} frames, the data holds {}", self.clock.next_idx);
+                self.issues.push(DecodeIssue::EndedEarly { after_frame: self.clock.next_idx, reason });
             }
         }
         false
@@ -347,16 +335,16 @@ impl VideoDecoder {
                     match self.decoder.send_packet(&packet) {
                         Ok(()) => return Ok(()),
                         Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => return Ok(()),
-                        Err(e) => self.issue(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: e.to_string() }),
+                        Err(e) => self.issue(DecodeIssue::BadPacket { after_frame: self.clock.next_idx, reason: e.to_string() }),
                     }
                 }
                 // The demuxer resyncs past a corrupt packet.
                 Err(ffmpeg::Error::InvalidData) => {
-                    self.issue(DecodeIssue::BadPacket { after_frame: self.next_idx, reason: "invalid data in the container".into() })
+                    self.issue(DecodeIssue::BadPacket { after_frame: self.clock.next_idx, reason: "invalid data in the container".into() })
                 }
                 Err(e) => {
                     if e != ffmpeg::Error::Eof {
-                        self.issue(DecodeIssue::EndedEarly { after_frame: self.next_idx, reason: e.to_string() });
+                        self.issue(DecodeIssue::EndedEarly { after_frame: self.clock.next_idx, reason: e.to_string() });
                     }
                     self.eof_sent = true;
                     // Flushing an open decoder cannot fail in a way we could act on.
@@ -368,29 +356,7 @@ impl VideoDecoder {
     }
 
     fn emit(&mut self) -> Result<DecodedFrame, VideoError> {
-        let mut idx = self.next_idx;
-        let mut sampled = idx.is_multiple_of(self.stride);
-        if self.skip_nonref {
-            if let (Some(pts), Some(fps)) = (self.frame.timestamp(), self.info.frame_rate) {
-                let from_pts = ((pts - self.start_pts) as f64 * self.info.time_base * fps).round().max(0.0) as u64;
-                idx = from_pts.max(idx);
-            }
-            // The first decoded frame at or after each multiple of the stride.
-            sampled = idx / self.stride != self.last_sampled_slot.unwrap_or(u64::MAX);
-            if sampled {
-                self.last_sampled_slot = Some(idx / self.stride);
-            }
-        }
-        self.next_idx = idx + 1;
-        let t = match self.frame.timestamp() {
-            Some(ts) => ts as f64 * self.info.time_base,
-            None => match (self.last_t, self.info.frame_rate) {
-                (Some(prev), Some(fps)) => prev + 1.0 / fps,
-                (Some(prev), None) => prev,
-                (None, _) => 0.0,
-            },
-        };
-        self.last_t = Some(t);
+        let (idx, sampled, t) = self.clock.tick(self.frame.timestamp());
         let err = |reason: String| VideoError::Convert { path: self.path.clone(), frame: idx, reason };
         // Point sampling: a histogram of 4096 samples needs no filtering, and a filtered 20× reduction
         // of every frame would cost a third of the decoding itself.
