@@ -14,6 +14,16 @@ use crate::track::TrackParams;
 /// The defaults, compiled in so the binary works from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../configs/default.toml");
 
+/// Bounds on settings that size memory or threads, so nothing out of range reaches a dependency.
+const MAX_INPUT_SIZE: u32 = 4096;
+const MAX_BATCH: usize = 256;
+const MAX_FACES: usize = 10_000;
+const MAX_MEM_BUDGET_MB: u64 = 1 << 20;
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// `--threads` at most this many times the cores available (and never above 256).
+const THREADS_PER_CORE: usize = 4;
+const MAX_THREADS: usize = 256;
+
 /// Env var naming the ONNX Runtime shared library.
 pub const ORT_LIB_ENV: &str = "EPISODE_RUN_ORT_LIB";
 /// Env var naming the folder `make setup` filled (runtime library, models).
@@ -136,15 +146,21 @@ impl Settings {
         table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse { path: origin.to_path_buf(), message: one_line(&e, None) })
     }
 
-    /// The defaults layered with the TOML file at `path`, if any.
+    /// The defaults layered with the TOML file at `path`, if any: a regular file of at most
+    /// 1 MiB (`/dev/zero` or a FIFO would be read forever).
     pub fn from_file(path: Option<&Path>) -> Result<Self, ConfigError> {
-        match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
-                Self::layered(Some((p, &text)))
-            }
-            None => Self::layered(None),
+        let Some(p) = path else { return Self::layered(None) };
+        let read = |source| ConfigError::Read { path: p.to_path_buf(), source };
+        let meta = std::fs::metadata(p).map_err(read)?;
+        if !meta.is_file() {
+            return Err(read(std::io::Error::other("not a regular file")));
         }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(std::fs::File::open(p).map_err(read)?, MAX_CONFIG_BYTES + 1), &mut text).map_err(read)?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(read(std::io::Error::other("larger than 1 MiB")));
+        }
+        Self::layered(Some((p, &text)))
     }
 
     /// Model paths given on the command line win over the file.
@@ -174,9 +190,21 @@ impl Settings {
         self.models = Models { detector: detector.clone(), embedder: embedder.clone() };
         let ort_lib = std::env::var_os(ORT_LIB_ENV).map(PathBuf::from).unwrap_or_else(|| installed(ORT_LIB_FILE));
         if self.runtime.threads == 0 {
-            self.runtime.threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            self.runtime.threads = cores();
         }
         (detector, embedder, ort_lib, self.runtime.threads)
+    }
+
+    /// `--threads` within what this machine can run: 4 × its cores, at most 256. Past that a
+    /// run only starts threads that wait (2,250 for `--threads 1000`), or cannot start them.
+    fn check_threads(&self) -> Result<(), ConfigError> {
+        let max = (THREADS_PER_CORE * cores()).min(MAX_THREADS);
+        match self.runtime.threads {
+            n if n > max => {
+                Err(ConfigError::Invalid(format!("--threads {n} is more than this machine can use: at most {max} (4 × {} cores, never above 256)", cores())))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The settings that change a run's outputs, as the run identity records them: everything
@@ -214,11 +242,17 @@ impl Settings {
         if self.detect.input_size < 32 || !self.detect.input_size.is_multiple_of(32) {
             return bad("detect.input_size must be a positive multiple of 32");
         }
-        if self.embed.batch_size == 0 {
-            return bad("embed.batch_size (--batch-size) must be at least 1");
+        if self.detect.input_size > MAX_INPUT_SIZE {
+            return bad("detect.input_size must be at most 4096 (the detector input's longer side)");
         }
-        if self.detect.max_faces == 0 {
-            return bad("detect.max_faces must be at least 1");
+        if !(1..=MAX_BATCH).contains(&self.embed.batch_size) {
+            return bad("embed.batch_size (--batch-size) must be within 1..256");
+        }
+        if self.embed.mem_budget_mb > MAX_MEM_BUDGET_MB {
+            return bad("embed.mem_budget_mb (--embed-mem-mb) must be at most 1048576 (1 TiB; 0 sizes it from available memory)");
+        }
+        if !(1..=MAX_FACES).contains(&self.detect.max_faces) {
+            return bad("detect.max_faces must be within 1..10000");
         }
         if !unit(self.cuts.threshold) || !unit(self.track.iou) || !unit(self.track.low_iou) || !unit(self.track.high_score) {
             return bad("cuts.threshold, track.iou, track.low_iou and track.high_score must be within 0..1");
@@ -235,11 +269,17 @@ impl Settings {
         if !(self.progress.checkpoint_s >= 0.0 && self.progress.checkpoint_s.is_finite()) {
             return bad("progress.checkpoint_s must be 0 (after every frame) or more seconds");
         }
+        self.check_threads()?;
         if !(0.25..=2.0).contains(&self.progress.interval_s) {
             return bad("progress.interval_s must be within 0.25..2 (at most 4 writes a second, at least one every 2 s)");
         }
         Ok(())
     }
+}
+
+/// Cores this process may use (cgroup and affinity limits included).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// A TOML error as one line (toml's Display draws a multi-line snippet): the message, and the
@@ -582,6 +622,33 @@ mod tests {
         assert!(HarvestConfig::from_args(&args(&["--stride", "0"])).is_err());
         assert!(HarvestConfig::from_args(&args(&["--det-threshold", "1.5"])).is_err());
         assert!(HarvestConfig::from_args(&args(&["--min-face=-3"])).is_err());
+    }
+
+    #[test]
+    fn sizes_and_thread_counts_are_bounded() {
+        let over = (4 * cores()).min(256) + 1;
+        let err = HarvestConfig::from_args(&args(&["--threads", &over.to_string()])).unwrap_err().to_string();
+        assert!(err.contains("--threads") && err.contains("at most"), "{err}");
+        HarvestConfig::from_args(&args(&["--threads", &(over - 1).to_string()])).unwrap();
+        assert!(HarvestConfig::from_args(&args(&["--batch-size", "257"])).is_err());
+        assert!(HarvestConfig::from_args(&args(&["--embed-mem-mb", "2000000"])).is_err());
+        for toml in ["[detect]\ninput_size = 32768\n", "[detect]\nmax_faces = 100000\n"] {
+            let err = Settings::layered(Some((Path::new("x.toml"), toml))).and_then(|s| s.validate().map(|()| s)).unwrap_err().to_string();
+            assert!(err.contains("at most") || err.contains("within"), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_config_file_is_a_small_regular_file() {
+        for bad in ["/dev/zero", "/dev/urandom", "/"] {
+            let err = Settings::from_file(Some(Path::new(bad))).unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("not a regular file"), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; (1 << 20) + 1]).unwrap();
+        let err = Settings::from_file(Some(&big)).unwrap_err().to_string();
+        assert!(err.contains("larger than 1 MiB"), "{err}");
     }
 
     #[test]
