@@ -41,9 +41,8 @@ pub const BEST_FACES: &str = ".best-faces.partial";
 /// The ownership marker, and the file the lock is taken on.
 pub const MARKER: &str = ".episode-run";
 
-/// The results a run publishes (besides `crops/`), in the order a fresh run removes an old
-/// run's: the manifest first, so a folder never claims `done` over a mixture.
-const RESULTS: [&str; 8] = [MANIFEST, FACES, EMBEDDINGS, TIMINGS, SHOTS, TRACKS, TRACK_EMBEDDINGS, CHECKPOINT];
+/// The result files a run publishes, besides `crops/` and the manifest that vouches for them.
+const RESULTS: [&str; 6] = [FACES, EMBEDDINGS, TIMINGS, SHOTS, TRACKS, TRACK_EMBEDDINGS];
 
 const MARKER_TEXT: &[u8] = b"episode-run run folder: written by episode-run, which only writes into folders holding this file\n";
 
@@ -214,38 +213,38 @@ fn lock_holder(dev: u64, ino: u64) -> Option<u32> {
 /// Removes every result of the run a folder held, the manifest first (so nothing claims `done`
 /// from then on), before a new run writes its own: old outputs are never seen beside new ones.
 pub fn clear_results(dir: &Path) -> Result<(), RunDirError> {
-    let remove = |path: &Path| match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
-        _ => Ok(()),
-    };
-    remove(&dir.join(MANIFEST))?;
+    remove_file(&dir.join(MANIFEST))?;
     // The manifest's removal reaches the disk before anything of the new run does.
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("sync", dir))?;
     for name in RESULTS.iter().chain([&UPLOAD_STATE]) {
-        remove(&dir.join(name))?;
-        remove(&partial_name(&dir.join(name)))?;
+        remove_file(&dir.join(name))?;
+        remove_file(&partial_name(&dir.join(name)))?;
     }
     clear_checkpoint(dir)?;
-    for crops in [dir.join(CROPS), partial_name(&dir.join(CROPS))] {
-        match fs::remove_dir_all(&crops) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &crops)(e)),
-            _ => {}
-        }
-    }
-    Ok(())
+    remove_dir(&dir.join(CROPS))?;
+    remove_dir(&partial_name(&dir.join(CROPS)))
 }
 
 /// Removes the checkpoint and the state it keeps beside it (a run that completed needs neither).
 pub fn clear_checkpoint(dir: &Path) -> Result<(), RunDirError> {
     for name in [CHECKPOINT, CLOSED_TRACKS, TRACK_MEANS, SHOTS_SO_FAR] {
-        match fs::remove_file(dir.join(name)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &dir.join(name))(e)),
-            _ => {}
-        }
+        remove_file(&dir.join(name))?;
     }
-    let best = dir.join(BEST_FACES);
-    match fs::remove_dir_all(&best) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &best)(e)),
+    remove_dir(&dir.join(BEST_FACES))
+}
+
+/// Removes a file; one that is not there is fine.
+fn remove_file(path: &Path) -> Result<(), RunDirError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes a folder and what it holds; one that is not there is fine.
+fn remove_dir(path: &Path) -> Result<(), RunDirError> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
         _ => Ok(()),
     }
 }
@@ -389,11 +388,8 @@ pub fn mtime_ns(meta: &fs::Metadata) -> u64 {
 /// The result files of the run in `dir` as they are now (see [`ManifestHead::files`]): the
 /// published outputs, then every crop, sorted.
 pub fn result_files(dir: &Path) -> Result<Vec<String>, RunDirError> {
-    let mut files: Vec<String> = [FACES, EMBEDDINGS, TIMINGS, SHOTS, TRACKS, TRACK_EMBEDDINGS]
-        .into_iter()
-        .filter(|name| fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file()))
-        .map(str::to_string)
-        .collect();
+    let mut files: Vec<String> =
+        RESULTS.into_iter().filter(|name| fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file())).map(str::to_string).collect();
     let crops_dir = dir.join(CROPS);
     if crops_dir.is_dir() {
         let mut crops = Vec::new();

@@ -156,3 +156,15 @@ fn bad_config_file() {
     std::fs::write(&cfg, "[sampling]\nstrid = 2\n").unwrap();
     fails(&hamilton(), &tmp.path().join("out"), &["--config", cfg.to_str().unwrap()], &["bad.toml", "strid"]);
 }
+
+#[test]
+fn unbounded_resources_are_refused_at_start_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    fails(&hamilton(), &out, &["--config", "/dev/zero"], &["/dev/zero", "not a regular file"]);
+    fails(&hamilton(), &out, &["--threads", "1000"], &["--threads 1000", "at most"]);
+    let huge = tmp.path().join("huge.toml");
+    std::fs::write(&huge, "[detect]\ninput_size = 32768\n").unwrap();
+    fails(&hamilton(), &out, &["--config", huge.to_str().unwrap()], &["detect.input_size", "4096"]);
+    assert!(!out.exists(), "refused before the out dir was made");
+}
