@@ -189,11 +189,16 @@ pub fn write_npy_atomic(path: &Path, rows: &[Vec<f32>], dim: usize) -> Result<()
 
 /// Encodes `img` as a JPEG (quality 90) at `path`, atomically.
 pub fn write_jpeg_atomic(path: &Path, img: &RgbImage) -> Result<(), OutputError> {
+    write_atomic(path, &encode_jpeg(img, path)?)
+}
+
+/// `img` as JPEG bytes (quality 90), the encoding of every crop; `path` names it in errors.
+pub fn encode_jpeg(img: &RgbImage, path: &Path) -> Result<Vec<u8>, OutputError> {
     let mut bytes = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
         .encode(&img.data, img.width as u32, img.height as u32, image::ExtendedColorType::Rgb8)
         .map_err(|e| OutputError { path: path.to_path_buf(), source: io::Error::other(e) })?;
-    write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 /// The `crops/` folder, filled under a hidden name and swapped in by [`publish`](Self::publish).

@@ -12,7 +12,7 @@ use super::spill::{BestRef, ClosedTrack, Restored, Spill, SpillLengths};
 use crate::identify::{Gallery, MatchParams};
 use crate::output::manifest::{Counts, Timings};
 use crate::output::{self, CropsDir, FaceRecord, OutputError, Position, RunWriter, ShotRecord, TimingRecord, TrackRecord};
-use crate::track::summary::{side_by_side, FaceInTrack, TrackSummary};
+use crate::track::summary::{side_by_side, BestFace, FaceInTrack, TrackSummary};
 use crate::track::{TrackInput, TrackParams, Tracker};
 use crate::video::DecodeIssue;
 
@@ -45,8 +45,8 @@ impl SinkState {
 }
 
 /// Everything a [`Sink`] carries from frame to frame, for a checkpoint: small and bounded by
-/// the open tracks. What grows with the video (closed tracks, shots) and the best faces' pixels
-/// are in the spill files, which this records the lengths of.
+/// the open tracks. What grows with the video (closed tracks, shots) is in the spill files,
+/// which this records the lengths of, and the open tracks' best crops are saved beside it.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SinkState {
     tracker: Tracker,
@@ -95,7 +95,8 @@ impl<'a> Sink<'a> {
         };
         if let Some((state, restored)) = resume {
             for OpenTrack { mut summary, best } in state.open {
-                summary.best = best.map(|b| sink.spill.load_best(&b)).transpose()?;
+                // Its crop is saved: the images are not needed again.
+                summary.best = best.map(|b| BestFace { rank: b.rank, face_id: b.face_id, images: None });
                 sink.open.insert(summary.track_id, summary);
             }
             sink.tracker = state.tracker;
@@ -118,9 +119,13 @@ impl<'a> Sink<'a> {
         ids.sort_unstable();
         let mut open = Vec::with_capacity(ids.len());
         for id in ids {
-            let s = &self.open[&id];
-            if let Some(b) = &s.best {
-                self.spill.save_best(b)?;
+            let Some(s) = self.open.get_mut(&id) else { continue };
+            if let Some(b) = s.best.as_mut() {
+                // Saved as the crop it will be; from now on the track needs only that file.
+                if let Some((aligned, context)) = b.images.take() {
+                    let jpeg = output::encode_jpeg(&side_by_side(aligned.as_ref(), &context), &self.crops.path(&crop_name(id)))?;
+                    self.spill.save_best(b.face_id, &jpeg)?;
+                }
             }
             open.push(OpenTrack { summary: s.without_best(), best: s.best.as_ref().map(|b| BestRef { rank: b.rank, face_id: b.face_id }) });
         }
@@ -232,8 +237,11 @@ impl<'a> Sink<'a> {
             let Some(mut summary) = self.open.remove(id) else { continue };
             // A track exists only once a face was added, so it always has a best face.
             let Some(best) = summary.best.take() else { continue };
-            let image = side_by_side(best.aligned.as_ref(), &best.context);
-            output::write_jpeg_atomic(&self.crops.path(&format!("track_{id}.jpg")), &image)?;
+            let path = self.crops.path(&crop_name(*id));
+            match &best.images {
+                Some((aligned, context)) => output::write_jpeg_atomic(&path, &side_by_side(aligned.as_ref(), context))?,
+                None => self.spill.place_best(&BestRef { rank: best.rank, face_id: best.face_id }, &path)?,
+            }
             self.closed.push(ClosedTrack {
                 track_id: summary.track_id,
                 shot: summary.shot,
@@ -302,6 +310,11 @@ pub struct Finished {
     pub shots: Vec<ShotRecord>,
     pub issues: Vec<DecodeIssue>,
     pub timings: Timings,
+}
+
+/// The crop file of a track.
+fn crop_name(track_id: u64) -> String {
+    format!("track_{track_id}.jpg")
 }
 
 /// A decode problem as a structured event (JSON logs only; text gets one summary line).

@@ -7,8 +7,9 @@
 //! (tracks as JSON lines, their means as raw little-endian f32 rows) and synced, and the
 //! checkpoint records the three byte lengths ([`SpillLengths`]). A resumed run truncates the files
 //! to those lengths and reads them back, as [`crate::output::RunWriter`] does with `faces.jsonl`.
-//! An open track's best face is one raw file per face (`<face_id>.rgb`), written once when a
-//! checkpoint first needs it and removed when no checkpoint refers to it any more.
+//! An open track's best face is saved as the JPEG its track crop will be (`<face_id>.jpg`),
+//! written once when a checkpoint first needs it, linked into `crops/` when the track closes,
+//! and removed when no checkpoint refers to it any more.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -19,8 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::{OutputError, ShotRecord};
 use crate::run_dir::{BEST_FACES, CLOSED_TRACKS, SHOTS_SO_FAR, TRACK_MEANS};
-use crate::track::summary::BestFace;
-use crate::types::RgbImage;
 
 /// A closed track: its crop already saved and its images dropped, so it costs a few hundred bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,7 +54,7 @@ pub struct SpillLengths {
     pub shots: u64,
 }
 
-/// An open track's best face as a checkpoint refers to it; the pixels are in `<face_id>.rgb`.
+/// An open track's best face as a checkpoint refers to it; its crop is in `<face_id>.jpg`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BestRef {
     pub rank: f64,
@@ -210,50 +209,36 @@ impl Spill {
     }
 
     fn best_path(&self, face_id: u64) -> PathBuf {
-        self.best_dir.join(format!("{face_id}.rgb"))
+        self.best_dir.join(format!("{face_id}.jpg"))
     }
 
-    /// Writes the pixels of `best` unless a file for that face already exists (a face id is
-    /// never reused, so its file never changes).
-    pub fn save_best(&self, best: &BestFace) -> Result<(), OutputError> {
-        let path = self.best_path(best.face_id);
+    /// Saves the crop of an open track's best face (`jpeg`, exactly the bytes its track crop
+    /// will have) unless it is already saved: a face id is never reused, so its file never changes.
+    pub fn save_best(&self, face_id: u64, jpeg: &[u8]) -> Result<(), OutputError> {
+        let path = self.best_path(face_id);
         if path.is_file() {
             return Ok(());
         }
-        let mut bytes = Vec::new();
-        for img in [best.aligned.as_ref(), Some(&best.context)] {
-            let (w, h) = img.map_or((0, 0), |i| (i.width as u32, i.height as u32));
-            bytes.extend_from_slice(&w.to_le_bytes());
-            bytes.extend_from_slice(&h.to_le_bytes());
-        }
-        if let Some(a) = &best.aligned {
-            bytes.extend_from_slice(&a.data);
-        }
-        bytes.extend_from_slice(&best.context.data);
-        let tmp = self.best_dir.join(format!(".{}.rgb.tmp", best.face_id));
+        let tmp = self.best_dir.join(format!(".{face_id}.jpg.tmp"));
         let write = || -> io::Result<()> {
             let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
+            f.write_all(jpeg)?;
             f.sync_data()?;
             fs::rename(&tmp, &path)
         };
         write().map_err(|source| OutputError { path, source })
     }
 
-    /// The best face a checkpoint refers to, with its pixels.
-    pub fn load_best(&self, r: &BestRef) -> Result<BestFace, OutputError> {
-        let path = self.best_path(r.face_id);
-        let bytes = fs::read(&path).map_err(|source| OutputError { path: path.clone(), source })?;
-        let bad = || OutputError { path: path.clone(), source: io::Error::new(io::ErrorKind::InvalidData, "not a best-face file of this size") };
-        let dims: Vec<usize> = bytes.get(..16).ok_or_else(bad)?.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize).collect();
-        let (aw, ah, cw, ch) = (dims[0], dims[1], dims[2], dims[3]);
-        let (a_len, c_len) = (aw * ah * 3, cw * ch * 3);
-        if bytes.len() != 16 + a_len + c_len {
-            return Err(bad());
+    /// Puts the saved crop of face `r` at `dest` (a hard link: no byte is written again, and
+    /// the saved file stays for a checkpoint that still refers to it).
+    pub fn place_best(&self, r: &BestRef, dest: &Path) -> Result<(), OutputError> {
+        let src = self.best_path(r.face_id);
+        let at = |source| OutputError { path: dest.to_path_buf(), source };
+        match fs::remove_file(dest) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(at(e)),
+            _ => {}
         }
-        let aligned = (a_len > 0).then(|| RgbImage::new(aw, ah, bytes[16..16 + a_len].to_vec())).flatten();
-        let context = RgbImage::new(cw, ch, bytes[16 + a_len..].to_vec()).ok_or_else(bad)?;
-        Ok(BestFace { rank: r.rank, face_id: r.face_id, aligned, context })
+        fs::hard_link(&src, dest).or_else(|_| fs::copy(&src, dest).map(|_| ())).map_err(at)
     }
 
     /// Removes the best-face files no checkpoint refers to any more (those of `keep` stay).
@@ -261,7 +246,7 @@ impl Spill {
         let Ok(entries) = fs::read_dir(&self.best_dir) else { return };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let id = name.strip_suffix(".rgb").and_then(|n| n.parse::<u64>().ok());
+            let id = name.strip_suffix(".jpg").and_then(|n| n.parse::<u64>().ok());
             if id.is_none_or(|id| !keep.contains(&id)) {
                 // Best effort: a file left over is only disk space, removed with the checkpoint.
                 let _ = fs::remove_file(entry.path());
@@ -336,23 +321,19 @@ mod tests {
     }
 
     #[test]
-    fn best_faces_round_trip_and_are_pruned() {
+    fn best_faces_are_saved_once_placed_by_link_and_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let spill = Spill::create(dir.path(), DIM).unwrap();
-        let best = BestFace {
-            rank: 1.0 / 3.0,
-            face_id: 42,
-            aligned: Some(RgbImage::new(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap()),
-            context: RgbImage::new(1, 1, vec![7, 8, 9]).unwrap(),
-        };
-        let gated = BestFace { face_id: 43, aligned: None, ..best.clone() };
-        spill.save_best(&best).unwrap();
-        spill.save_best(&gated).unwrap();
-        let r = |b: &BestFace| BestRef { rank: b.rank, face_id: b.face_id };
-        assert_eq!(spill.load_best(&r(&best)).unwrap().aligned, best.aligned);
-        assert_eq!(spill.load_best(&r(&gated)).unwrap().context, gated.context);
+        spill.save_best(42, b"jpeg of 42").unwrap();
+        spill.save_best(42, b"never rewritten").unwrap();
+        spill.save_best(43, b"jpeg of 43").unwrap();
+        let dest = dir.path().join("track_7.jpg");
+        std::fs::write(&dest, b"an older best").unwrap();
+        spill.place_best(&BestRef { rank: 1.5, face_id: 42 }, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"jpeg of 42");
         spill.prune_best(&HashSet::from([43]));
-        assert!(spill.load_best(&r(&best)).is_err());
-        assert!(spill.load_best(&r(&gated)).is_ok());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"jpeg of 42", "a placed crop outlives its saved file");
+        assert!(spill.place_best(&BestRef { rank: 1.5, face_id: 42 }, &dir.path().join("x.jpg")).is_err());
+        spill.place_best(&BestRef { rank: 1.0, face_id: 43 }, &dir.path().join("y.jpg")).unwrap();
     }
 }

@@ -9,8 +9,9 @@ use crate::types::RgbImage;
 pub struct BestFace {
     pub rank: f64,
     pub face_id: u64,
-    pub aligned: Option<RgbImage>,
-    pub context: RgbImage,
+    /// The aligned crop (when it aligned) and the context image; `None` once a checkpoint has
+    /// saved the face's crop (the images are then not needed again).
+    pub images: Option<(Option<RgbImage>, RgbImage)>,
 }
 
 /// One open track's running totals.
@@ -60,7 +61,7 @@ impl TrackSummary {
         let rank = face.rank + if face.usable { 1.0 } else { 0.0 };
         if self.best.as_ref().is_none_or(|b| rank > b.rank) {
             let (aligned, context) = crops();
-            self.best = Some(BestFace { rank, face_id: face.face_id, aligned, context });
+            self.best = Some(BestFace { rank, face_id: face.face_id, images: Some((aligned, context)) });
         }
     }
 
@@ -128,7 +129,7 @@ mod tests {
         assert!((m[0] - m[1]).abs() < 1e-6 && (m[0] * m[0] + m[1] * m[1] - 1.0).abs() < 1e-6);
         let best = s.best.unwrap();
         assert_eq!(best.face_id, 2, "a usable face beats a gated one of higher rank");
-        assert_eq!(best.context.data[0], 3);
+        assert_eq!(best.images.unwrap().1.data[0], 3);
     }
 
     #[test]
