@@ -430,8 +430,8 @@ fn closed(path: &Path) -> OutputError {
     OutputError { path: path.to_path_buf(), source: io::Error::other("writer already finished") }
 }
 
-/// The live state users tail with `jq .fps progress.json`.
-#[derive(Clone, Debug, Serialize)]
+/// The live state users tail with `jq .fps progress.json`; [`Progress::read`] reads it back.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Progress {
     pub status: Status,
     pub frames_decoded: u64,
@@ -447,6 +447,12 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// The `progress.json` at `path`, typed.
+    pub fn read(path: &Path) -> Result<Self, ReadError> {
+        let bytes = fs::read(path).map_err(|e| ReadError { path: path.to_path_buf(), why: e.to_string() })?;
+        serde_json::from_slice(&bytes).map_err(|e| ReadError { path: path.to_path_buf(), why: e.to_string() })
+    }
+
     /// Writes the final state of a run that stopped on an error: atomically when possible,
     /// else in place (a full disk has no room for a temp file, but truncating the old
     /// `progress.json` frees the block the new one needs), so it never stays `running`.
@@ -581,6 +587,33 @@ mod tests {
         assert_eq!(&jpg[..2], &[0xFF, 0xD8], "a JPEG");
         drop(CropsDir::create(dir.path()).unwrap());
         assert!(dir.path().join(CROPS).exists(), "an unpublished run leaves the last crops alone");
+    }
+
+    #[test]
+    fn progress_reads_back_as_written_and_its_last_write_survives_a_failed_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(PROGRESS);
+        let failed = Progress {
+            status: Status::Failed,
+            frames_decoded: 7,
+            frames_sampled: 2,
+            frames_total: None,
+            faces: 3,
+            fps: 1.5,
+            eta_s: None,
+            elapsed_s: 0.25,
+            updated_at: "2026-12-01T00:00:00.000Z".into(),
+            error: Some("No space left on device".into()),
+        };
+        failed.write_last(&p).unwrap();
+        assert_eq!(Progress::read(&p).unwrap(), failed);
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["status"], "failed");
+        // No room for the temp file (a directory squats its name): written in place instead.
+        fs::create_dir(partial_name(&p)).unwrap();
+        let again = Progress { frames_decoded: 8, ..failed };
+        again.write_last(&p).unwrap();
+        assert_eq!(Progress::read(&p).unwrap().frames_decoded, 8);
     }
 
     #[test]
