@@ -14,14 +14,14 @@ use crate::output::manifest::ModelFile;
 use crate::run_dir::{self, RunIdentity, FACES};
 
 /// The verdict on an out dir.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Existing {
     /// No run there: harvest.
     Nothing,
     /// The same harvest, completed: nothing to do.
     Done,
     /// The same harvest, stopped early: go on from its checkpoint, if it has one.
-    Unfinished,
+    Unfinished(Option<Box<Checkpoint>>),
     /// A run of something else; says what.
     Other(String),
 }
@@ -39,7 +39,10 @@ pub fn check(cfg: &HarvestConfig) -> Result<Existing, HarvestError> {
     }
     let now = identity_now(cfg)?;
     if let Some(c) = checkpoint {
-        return Ok(c.identity.differs(&now, None).map_or(Existing::Unfinished, Existing::Other));
+        return Ok(match c.identity.differs(&now, None) {
+            Some(what) => Existing::Other(what),
+            None => Existing::Unfinished(Some(Box::new(c))),
+        });
     }
     let Some(m) = manifest else { return Ok(Existing::Nothing) };
     if let Some(what) = m.identity.differs(&now, m.input.blake3.as_deref()) {
@@ -47,7 +50,7 @@ pub fn check(cfg: &HarvestConfig) -> Result<Existing, HarvestError> {
     }
     Ok(match m.status.is_done() && cfg.out_dir.join(FACES).is_file() {
         true => Existing::Done,
-        false => Existing::Unfinished,
+        false => Existing::Unfinished(None),
     })
 }
 

@@ -81,8 +81,9 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
     let start = Instant::now();
     // Ours or refused before anything is written; held until the run is over.
     let _lock = run_dir::claim(&cfg.out_dir)?;
-    if !cfg.force {
-        match existing::check(cfg)? {
+    let checkpoint = match cfg.force {
+        true => None,
+        false => match existing::check(cfg)? {
             existing::Existing::Done => {
                 return Ok(HarvestSummary {
                     out_dir: cfg.out_dir.clone(),
@@ -94,10 +95,10 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
                 })
             }
             existing::Existing::Other(what) => return Err(HarvestError::OtherRun { dir: cfg.out_dir.clone(), what }),
-            existing::Existing::Nothing | existing::Existing::Unfinished => {}
-        }
-    }
-    let checkpoint = if cfg.force { None } else { Checkpoint::load(&cfg.out_dir) };
+            existing::Existing::Unfinished(checkpoint) => checkpoint.map(|c| *c),
+            existing::Existing::Nothing => None,
+        },
+    };
     if cfg.resume && checkpoint.is_none() {
         return Err(HarvestError::NothingToResume { dir: cfg.out_dir.clone() });
     }

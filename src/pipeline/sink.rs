@@ -242,18 +242,20 @@ impl<'a> Sink<'a> {
                 Some((aligned, context)) => output::write_jpeg_atomic(&path, &side_by_side(aligned.as_ref(), context))?,
                 None => self.spill.place_best(&BestRef { rank: best.rank, face_id: best.face_id }, &path)?,
             }
-            self.closed.push(ClosedTrack {
+            let record = TrackRecord {
                 track_id: summary.track_id,
                 shot: summary.shot,
                 first_frame: summary.first_frame,
                 last_frame: summary.last_frame,
-                t_start: summary.t_start,
-                t_end: summary.t_end,
+                t_start: output::round_t(summary.t_start),
+                t_end: output::round_t(summary.t_end),
                 n_faces: summary.n_faces,
                 n_embedded: summary.n_embedded,
                 best_face_id: best.face_id,
-                mean: summary.mean_embedding(),
-            });
+                embedding_row: None,
+                identity: None,
+            };
+            self.closed.push(ClosedTrack { record, mean: summary.mean_embedding() });
         }
         Ok(())
     }
@@ -266,27 +268,15 @@ impl<'a> Sink<'a> {
         self.issues.extend(tail.issues.iter().cloned());
         let ended = self.tracker.end_all();
         self.close(&ended)?;
-        self.closed.sort_by_key(|c| c.track_id);
+        self.closed.sort_by_key(|c| c.record.track_id);
         let mut rows = Vec::new();
         let mut records = Vec::with_capacity(self.closed.len());
-        for s in &self.closed {
-            let embedding_row = s.mean.as_ref().map(|m| {
-                rows.push(m.clone());
+        for ClosedTrack { mut record, mean } in std::mem::take(&mut self.closed) {
+            record.embedding_row = mean.map(|m| {
+                rows.push(m);
                 rows.len() as u64 - 1
             });
-            records.push(TrackRecord {
-                track_id: s.track_id,
-                shot: s.shot,
-                first_frame: s.first_frame,
-                last_frame: s.last_frame,
-                t_start: output::round_t(s.t_start),
-                t_end: output::round_t(s.t_end),
-                n_faces: s.n_faces,
-                n_embedded: s.n_embedded,
-                best_face_id: s.best_face_id,
-                embedding_row,
-                identity: None,
-            });
+            records.push(record);
         }
         if let (Some(gallery), false) = (self.gallery, rows.is_empty()) {
             let matrix = Array2::from_shape_fn((rows.len(), rows[0].len()), |(i, j)| rows[i][j]);

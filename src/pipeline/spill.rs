@@ -18,23 +18,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::output::{OutputError, ShotRecord};
+use crate::output::{self, OutputError, ShotRecord, TrackRecord};
 use crate::run_dir::{BEST_FACES, CLOSED_TRACKS, SHOTS_SO_FAR, TRACK_MEANS};
 
 /// A closed track: its crop already saved and its images dropped, so it costs a few hundred bytes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClosedTrack {
-    pub track_id: u64,
-    pub shot: u64,
-    pub first_frame: u64,
-    pub last_frame: u64,
-    pub t_start: f64,
-    pub t_end: f64,
-    pub n_faces: u64,
-    pub n_embedded: u64,
-    pub best_face_id: u64,
+    /// Its `tracks.jsonl` row as far as closing knows it (`embedding_row` and `identity` are
+    /// set when the run ends).
+    pub record: TrackRecord,
     /// The normalised mean embedding (kept in the means file, not the JSON line).
-    #[serde(skip)]
     pub mean: Option<Vec<f32>>,
 }
 
@@ -42,7 +35,7 @@ pub struct ClosedTrack {
 #[derive(Serialize, Deserialize)]
 struct ClosedLine {
     #[serde(flatten)]
-    track: ClosedTrack,
+    record: TrackRecord,
     mean_row: Option<u64>,
 }
 
@@ -114,9 +107,8 @@ pub struct Spill {
     closed: Appender,
     means: Appender,
     shots: Appender,
-    /// Closed tracks, means and shots already in the files.
+    /// Closed tracks and shots already in the files.
     closed_saved: usize,
-    means_saved: u64,
     shots_saved: usize,
 }
 
@@ -138,42 +130,37 @@ impl Spill {
 
     /// The spill files of a checkpointed run, cut back to `at`, and what they hold.
     pub fn resume(dir: &Path, dim: usize, at: SpillLengths) -> Result<(Self, Restored), OutputError> {
-        Self::open(dir, dim, Some(at)).map(|(spill, restored)| (spill, restored.unwrap_or(Restored { closed: Vec::new(), shots: Vec::new() })))
+        Self::open(dir, dim, Some(at))
     }
 
-    fn open(dir: &Path, dim: usize, at: Option<SpillLengths>) -> Result<(Self, Option<Restored>), OutputError> {
+    /// Opens the files fresh (`at` is `None`) or cut back to `at`, with what they then hold.
+    fn open(dir: &Path, dim: usize, at: Option<SpillLengths>) -> Result<(Self, Restored), OutputError> {
         let mean_bytes = dim * 4;
         let best_dir = dir.join(BEST_FACES);
         fs::create_dir_all(&best_dir).map_err(|source| OutputError { path: best_dir.clone(), source })?;
         let mut closed = Appender::open(dir.join(CLOSED_TRACKS), at.map(|a| a.closed_tracks))?;
         let mut means = Appender::open(dir.join(TRACK_MEANS), at.map(|a| a.track_means))?;
         let mut shots = Appender::open(dir.join(SHOTS_SO_FAR), at.map(|a| a.shots))?;
-        let restored = match at {
-            None => None,
-            Some(_) => {
-                let mean_rows = means.read_all()?;
-                let bad = |path: &Path, e: String| OutputError { path: path.to_path_buf(), source: io::Error::new(io::ErrorKind::InvalidData, e) };
-                let mut tracks = Vec::new();
-                for line in read_lines(&mut closed)? {
-                    let ClosedLine { mut track, mean_row } = serde_json::from_str(&line).map_err(|e| bad(&closed.path, e.to_string()))?;
-                    if let Some(row) = mean_row {
-                        let bytes = mean_rows.get(row as usize * mean_bytes..(row as usize + 1) * mean_bytes).filter(|c| !c.is_empty());
-                        let bytes = bytes.ok_or_else(|| bad(&means.path, format!("has no row {row}")))?;
-                        track.mean = Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect());
-                    }
-                    tracks.push(track);
+        let mean_rows = means.read_all()?;
+        let bad = |path: &Path, e: String| OutputError { path: path.to_path_buf(), source: io::Error::new(io::ErrorKind::InvalidData, e) };
+        let mut tracks = Vec::new();
+        for line in read_lines(&mut closed)? {
+            let ClosedLine { record, mean_row } = serde_json::from_str(&line).map_err(|e| bad(&closed.path, e.to_string()))?;
+            let mean = match mean_row {
+                Some(row) => {
+                    let bytes = mean_rows.get(row as usize * mean_bytes..(row as usize + 1) * mean_bytes).filter(|c| !c.is_empty());
+                    let bytes = bytes.ok_or_else(|| bad(&means.path, format!("has no row {row}")))?;
+                    Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
                 }
-                let shot_rows = read_lines(&mut shots)?.iter().map(|l| serde_json::from_str(l).map_err(|e| bad(&shots.path, e.to_string()))).collect::<Result<
-                    Vec<ShotRecord>,
-                    _,
-                >>(
-                )?;
-                Some(Restored { closed: tracks, shots: shot_rows })
-            }
-        };
-        let (closed_saved, shots_saved) = restored.as_ref().map_or((0, 0), |r| (r.closed.len(), r.shots.len()));
-        let means_saved = if mean_bytes == 0 { 0 } else { means.len / mean_bytes as u64 };
-        Ok((Self { best_dir, mean_bytes, closed, means, shots, closed_saved, means_saved, shots_saved }, restored))
+                None => None,
+            };
+            tracks.push(ClosedTrack { record, mean });
+        }
+        let shot_rows: Vec<ShotRecord> =
+            read_lines(&mut shots)?.iter().map(|l| serde_json::from_str(l).map_err(|e| bad(&shots.path, e.to_string()))).collect::<Result<_, _>>()?;
+        let restored = Restored { closed: tracks, shots: shot_rows };
+        let (closed_saved, shots_saved) = (restored.closed.len(), restored.shots.len());
+        Ok((Self { best_dir, mean_bytes, closed, means, shots, closed_saved, shots_saved }, restored))
     }
 
     /// Appends the closed tracks and shots added since the last save, syncs, and returns the
@@ -187,13 +174,13 @@ impl Spill {
                         let e = io::Error::new(io::ErrorKind::InvalidInput, format!("a mean of {} values, expected {}", m.len(), self.mean_bytes / 4));
                         return Err(OutputError { path: self.means.path.clone(), source: e });
                     }
+                    let row = self.means.len / self.mean_bytes as u64;
                     self.means.append(&bytes)?;
-                    self.means_saved += 1;
-                    Some(self.means_saved - 1)
+                    Some(row)
                 }
                 None => None,
             };
-            let line = ClosedLine { track: track.clone(), mean_row };
+            let line = ClosedLine { record: track.record.clone(), mean_row };
             self.closed.append(&json_line(&line, &self.closed.path)?)?;
         }
         self.closed_saved = closed.len();
@@ -219,14 +206,7 @@ impl Spill {
         if path.is_file() {
             return Ok(());
         }
-        let tmp = self.best_dir.join(format!(".{face_id}.jpg.tmp"));
-        let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(jpeg)?;
-            f.sync_data()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|source| OutputError { path, source })
+        output::write_atomic(&path, jpeg)
     }
 
     /// Puts the saved crop of face `r` at `dest` (a hard link: no byte is written again, and
@@ -274,7 +254,7 @@ mod tests {
     const DIM: usize = 128;
 
     fn track(id: u64, mean: Option<Vec<f32>>) -> ClosedTrack {
-        ClosedTrack {
+        let record = TrackRecord {
             track_id: id,
             shot: 1,
             first_frame: 4,
@@ -284,8 +264,10 @@ mod tests {
             n_faces: 2,
             n_embedded: 1,
             best_face_id: 9,
-            mean,
-        }
+            embedding_row: None,
+            identity: None,
+        };
+        ClosedTrack { record, mean }
     }
 
     fn shot(n: u64) -> ShotRecord {
@@ -315,7 +297,7 @@ mod tests {
         let end = spill.save(&again, &shots).unwrap();
         assert_eq!(end.track_means, 2 * DIM as u64 * 4, "the row after the checkpoint was cut and rewritten");
         let (_, restored) = Spill::resume(dir.path(), DIM, end).unwrap();
-        assert_eq!(restored.closed.iter().map(|t| t.track_id).collect::<Vec<_>>(), [0, 1, 3]);
+        assert_eq!(restored.closed.iter().map(|t| t.record.track_id).collect::<Vec<_>>(), [0, 1, 3]);
         assert_eq!(restored.closed[2].mean.as_ref().unwrap(), &mean);
         assert_eq!(restored.shots.len(), 2);
     }
