@@ -80,6 +80,9 @@ pub enum Dim {
     Any,
 }
 
+/// What to say when the system refuses a thread.
+pub const THREAD_LIMIT_HINT: &str = "a thread limit was reached (`ulimit -u`, or the cgroup's pids.max); try fewer --threads";
+
 /// Builds a CPU session with `threads` intra-op threads, one inter-op thread and spinning off, so
 /// the process never has more busy threads than the budget it was given.
 pub fn session(model: &Path, threads: usize) -> Result<Session, OnnxError> {
@@ -90,7 +93,15 @@ pub fn session(model: &Path, threads: usize) -> Result<Session, OnnxError> {
         Some(Ok((env, _))) => env,
         _ => return Err(OnnxError::Model { path: model.to_path_buf(), reason: "ONNX Runtime is not loaded".into() }),
     };
-    let err = |e: &dyn std::fmt::Display| OnnxError::Model { path: model.to_path_buf(), reason: e.to_string() };
+    let err = |e: &dyn std::fmt::Display| {
+        let reason = e.to_string();
+        // ONNX Runtime starts its pool threads here and reports a failure as a C++ source line.
+        let reason = match reason.find("pthread_create failed") {
+            Some(at) => format!("ONNX Runtime could not start its threads ({}); {THREAD_LIMIT_HINT}", &reason[at..]),
+            None => reason,
+        };
+        OnnxError::Model { path: model.to_path_buf(), reason }
+    };
     Session::builder(env)
         .map_err(|e| err(&e))?
         .with_optimization_level(GraphOptimizationLevel::Level3)

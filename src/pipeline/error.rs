@@ -26,6 +26,8 @@ pub enum HarvestError {
     ModelRead { path: PathBuf, source: std::io::Error },
     #[error("the {stage} thread panicked")]
     Panicked { stage: &'static str },
+    #[error("cannot start the {stage} thread: {source}; {hint}", hint = crate::onnx::THREAD_LIMIT_HINT)]
+    ThreadStart { stage: String, source: std::io::Error },
     #[error(transparent)]
     Seeds(#[from] crate::identify::SeedError),
     #[error("seed image {path} has no usable face")]

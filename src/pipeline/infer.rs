@@ -99,7 +99,7 @@ pub(super) fn run(
             let handle = thread::Builder::new()
                 .name(format!("model-{i}"))
                 .spawn_scoped(s, move || work(models, jobs, done, Worker { gates, threads, budget, stop }))
-                .map_err(|_| HarvestError::Panicked { stage: "model worker" })?;
+                .map_err(|source| HarvestError::ThreadStart { stage: format!("model-{i}"), source })?;
             spawned.push(handle);
         }
         drop((job_rx, done_tx));

@@ -138,7 +138,7 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
     };
     let mut decoder = VideoDecoder::open(&cfg.input, split.decode, cfg.settings.sampling.stride)?;
     if cfg.settings.sampling.skip_nonref {
-        decoder = decoder.skipping_nonref();
+        decoder = decoder.skipping_nonref()?;
     }
     let run = run(cfg, decoder, split, start, checkpoint)?;
     let manifest = Manifest {
@@ -229,31 +229,32 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     // at a time as the budget allows (each is one busy thread).
     let loading = CpuBudget::new(cfg.threads);
     let (workers, models) = thread::scope(|s| {
-        let hashes: Vec<_> = [("detector", &cfg.detector, mode != Mode::DecodeOnly), ("embedder", &cfg.embedder, mode == Mode::Full)]
+        let hashes: Result<Vec<_>, HarvestError> = [("detector", &cfg.detector, mode != Mode::DecodeOnly), ("embedder", &cfg.embedder, mode == Mode::Full)]
             .into_iter()
             .filter(|m| m.2)
             .map(|(role, path, _)| {
                 let loading = &loading;
-                s.spawn(move || {
+                start_scoped(s, "hash model", move || {
                     loading.run(1, || ModelFile::hash(path).map(|f| (role, f)).map_err(|source| HarvestError::ModelRead { path: path.clone(), source }))
                 })
             })
             .collect();
         let n = split.worker_threads;
-        let sessions: Vec<_> = (0..split.workers)
+        let sessions: Result<Vec<_>, HarvestError> = (0..split.workers)
             .map(|_| {
                 let loading = &loading;
-                let embedder = s.spawn(move || match mode {
+                let embedder = start_scoped(s, "load embedder", move || match mode {
                     Mode::Full => loading.run(1, || SfaceEmbedder::load(&cfg.embedder, n)).map(|e| Some(Box::new(e) as Box<dyn Embedder + Send>)),
                     _ => Ok(None),
-                });
-                let detector = s.spawn(move || loading.run(1, || detect::load(&cfg.detector, n, detect.clone(), detect.family)));
-                (detector, embedder)
+                })?;
+                let detector = start_scoped(s, "load detector", move || loading.run(1, || detect::load(&cfg.detector, n, detect.clone(), detect.family)))?;
+                Ok((detector, embedder))
             })
             .collect();
+        // Threads already started finish as the scope ends, even when a later one could not start.
         let workers: Result<Vec<infer::Models>, HarvestError> =
-            sessions.into_iter().map(|(d, e)| Ok(infer::Models { detector: join_scoped(d)?, embedder: join_scoped(e)? })).collect();
-        let models: Result<BTreeMap<_, _>, HarvestError> = hashes.into_iter().map(join_scoped).collect();
+            sessions.and_then(|all| all.into_iter().map(|(d, e)| Ok(infer::Models { detector: join_scoped(d)?, embedder: join_scoped(e)? })).collect());
+        let models: Result<BTreeMap<_, _>, HarvestError> = hashes.and_then(|all| all.into_iter().map(join_scoped).collect());
         (workers, models)
     });
     let (mut workers, models) = (workers?, models?);
@@ -327,7 +328,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
                     }
                 }
             })
-            .map_err(|_| HarvestError::Panicked { stage: "decode" })?
+            .map_err(|source| HarvestError::ThreadStart { stage: "decode".into(), source })?
     };
 
     let infer_plan = infer::Plan {
@@ -341,7 +342,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
         thread::Builder::new()
             .name("infer".into())
             .spawn(move || infer::run(frame_rx, face_tx, workers, infer_plan, &budget))
-            .map_err(|_| HarvestError::Panicked { stage: "infer" })?
+            .map_err(|source| HarvestError::ThreadStart { stage: "infer".into(), source })?
     };
 
     let mut history = checkpoint.as_ref().map(|c| c.history.clone()).unwrap_or_default();
@@ -420,6 +421,15 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
 /// Set to `finalise` to abort right after the end-of-stream checkpoint, as a crash during
 /// finalisation would (used by the resume tests; there is no other way to hit that moment).
 const FAULT_ENV: &str = "EPISODE_RUN_FAULT";
+
+/// Starts a named start-up thread; one the system cannot start is an error, not a panic.
+fn start_scoped<'s, T: Send + 's>(
+    s: &'s thread::Scope<'s, '_>,
+    stage: &str,
+    work: impl FnOnce() -> T + Send + 's,
+) -> Result<thread::ScopedJoinHandle<'s, T>, HarvestError> {
+    thread::Builder::new().name(stage.into()).spawn_scoped(s, work).map_err(|source| HarvestError::ThreadStart { stage: stage.into(), source })
+}
 
 /// The result of a scoped start-up thread; its panic goes on in the caller.
 fn join_scoped<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {

@@ -1,10 +1,12 @@
 //! FFmpeg decoding and frame sampling: every frame of the input is decoded exactly once, in order,
-//! and only the sampled ones (`frame_idx % stride == 0`) pay for the conversion to RGB.
+//! and only the sampled ones (`frame_idx % stride == 0`) pay for the conversion to RGB, made as
+//! a viewer sees the frame (square pixels, display matrix applied; see [`geometry`]).
 //!
 //! All ffmpeg-next types stay inside this module; the rest of the crate sees [`VideoInfo`],
 //! [`DecodedFrame`] and [`VideoError`].
 
 mod clock;
+mod geometry;
 mod hashing;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use ffmpeg_next as ffmpeg;
 
 use crate::types::RgbImage;
 use clock::Clock;
+use geometry::{Geometry, Orientation};
 
 /// Why a video could not be opened or read. Every variant names the path.
 #[derive(Debug, thiserror::Error)]
@@ -37,13 +40,31 @@ pub enum VideoError {
     Decoder { path: PathBuf, reason: String },
     #[error("cannot convert frame {frame} of {path} to RGB: {reason}")]
     Convert { path: PathBuf, frame: u64, reason: String },
+    #[error("--skip-nonref cannot number the frames of {path} exactly: {reason}; run without --skip-nonref")]
+    SkipNonref { path: PathBuf, reason: String },
 }
+
+/// The widest sample aspect ratio taken as real (either way); beyond it the stream's SAR is
+/// taken for damage and pixels are left square.
+const MAX_SAR: f64 = 8.0;
 
 /// What the container says about the video stream, for progress and the manifest.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct VideoInfo {
+    /// The frame as displayed: square pixels, display matrix applied. Every box and landmark
+    /// of a harvest is in this space.
     pub width: u32,
     pub height: u32,
+    /// The frame as stored in the stream, before the two steps below.
+    pub stored_width: u32,
+    pub stored_height: u32,
+    /// Width : height of one stored pixel ("16:11"); stored frames are stretched to square
+    /// pixels by it (the width scaled, the height kept). "1:1" when the stream gives none.
+    pub sample_aspect_ratio: String,
+    /// Then the picture is mirrored left to right, when the display matrix says so, ...
+    pub mirrored: bool,
+    /// ... and turned this many degrees clockwise (0, 90, 180 or 270).
+    pub rotation: u32,
     pub codec: String,
     pub pixel_format: String,
     /// Frame count from the container, when it records one.
@@ -104,6 +125,8 @@ pub struct VideoDecoder {
     info: VideoInfo,
     /// Frame numbering, sampling and time.
     clock: Clock,
+    /// How a stored frame becomes the displayed one.
+    geometry: Geometry,
     /// Convert sampled frames to RGB (off when no model will look at them).
     images: bool,
     /// The size of the scaled copy of each sampled frame, from the frame's size.
@@ -111,6 +134,8 @@ pub struct VideoDecoder {
     scaled_scaler: Option<scaling::Context>,
     scaled_rgb: ffmpeg::frame::Video,
     scaler: Option<scaling::Context>,
+    /// The sampled frame's planes turned as displayed (see [`orient_planes`]).
+    turned: ffmpeg::frame::Video,
     thumb_scaler: Option<scaling::Context>,
     frame: ffmpeg::frame::Video,
     rgb: ffmpeg::frame::Video,
@@ -141,24 +166,42 @@ impl VideoDecoder {
         let input = ffmpeg::format::input_from_stream(io, path.to_str(), None).map_err(open_err)?;
         let stream = input.streams().best(ffmpeg::media::Type::Video).ok_or_else(|| VideoError::NoVideoStream { path: path.to_path_buf() })?;
         let stream_index = stream.index();
-        let start_pts = match stream.start_time() {
-            ffmpeg::ffi::AV_NOPTS_VALUE => 0,
-            t => t,
-        };
+        let matrix = stream.side_data().find(|d| d.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix).and_then(|d| display_matrix(d.data()));
+        // SAFETY: `stream` borrows `input`, which outlives this read of a plain field.
+        let stream_sar = ffmpeg::Rational::from(unsafe { (*stream.as_ptr()).sample_aspect_ratio });
         let time_base = f64::from(stream.time_base());
         let frames_total = u64::try_from(stream.frames()).ok().filter(|&n| n > 0);
         let rate = stream.avg_frame_rate();
         let frame_rate = (rate.numerator() > 0 && rate.denominator() > 0).then(|| f64::from(rate));
-        let dec_err = |e: ffmpeg::Error| VideoError::Decoder { path: path.to_path_buf(), reason: e.to_string() };
+        let dec_err = |e: ffmpeg::Error| {
+            let reason = match e {
+                // Opening a decoder starts its frame threads.
+                ffmpeg::Error::Other { errno } if errno == ffmpeg::util::error::EAGAIN => {
+                    format!("{e}: its threads could not start; {}", crate::onnx::THREAD_LIMIT_HINT)
+                }
+                _ => e.to_string(),
+            };
+            VideoError::Decoder { path: path.to_path_buf(), reason }
+        };
         let mut ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).map_err(dec_err)?;
         ctx.set_threading(threading::Config { kind: threading::Type::Frame, count: threads.max(1), ..Default::default() });
         let decoder = ctx.decoder().video().map_err(dec_err)?;
         if decoder.width() == 0 || decoder.height() == 0 {
             return Err(VideoError::Decoder { path: path.to_path_buf(), reason: "the stream has no frame size".into() });
         }
+        let (geometry, notes) = geometry_of(matrix, [stream_sar, decoder.aspect_ratio()]);
+        for note in notes {
+            crate::log::event("warning", Some(&format!("warning: {}: {note}", path.display())), serde_json::json!({"input": path}));
+        }
+        let (width, height) = geometry.display_size(decoder.width(), decoder.height());
         let info = VideoInfo {
-            width: decoder.width(),
-            height: decoder.height(),
+            width,
+            height,
+            stored_width: decoder.width(),
+            stored_height: decoder.height(),
+            sample_aspect_ratio: format!("{}:{}", geometry.sar.0, geometry.sar.1),
+            mirrored: geometry.orientation.mirrored(),
+            rotation: geometry.orientation.rotation(),
             codec: decoder.codec().map(|c| c.name().to_string()).unwrap_or_else(|| "unknown".into()),
             pixel_format: format!("{:?}", decoder.format()).to_lowercase(),
             frames_total,
@@ -171,13 +214,15 @@ impl VideoDecoder {
             hash,
             decoder,
             stream_index,
-            clock: Clock::new(stride, start_pts, time_base, frame_rate),
+            clock: Clock::new(stride, time_base, frame_rate),
+            geometry,
             info,
             images: true,
             scaled_size: None,
             scaled_scaler: None,
             scaled_rgb: ffmpeg::frame::Video::empty(),
             scaler: None,
+            turned: ffmpeg::frame::Video::empty(),
             thumb_scaler: None,
             frame: ffmpeg::frame::Video::empty(),
             rgb: ffmpeg::frame::Video::empty(),
@@ -207,13 +252,35 @@ impl VideoDecoder {
         self.hash.finish(&self.path).map_err(|e| VideoError::Open { path: self.path.clone(), reason: e.to_string() })
     }
 
-    /// Lets FFmpeg skip non-reference frames. Frame indices then come from timestamps
-    /// (`(pts − stream start) × frame rate`, exact for constant frame rate), and a frame is
-    /// sampled when it is the first decoded at or after each multiple of the stride.
-    pub fn skipping_nonref(mut self) -> Self {
+    /// Lets FFmpeg skip non-reference frames. A frame's index is then the rank of its timestamp
+    /// among all the stream's packets, read once up front without decoding (exact at any frame
+    /// rate, variable included), and a frame is sampled when it is the first decoded at or after
+    /// each multiple of the stride. Refused for a stream whose packets lack timestamps or repeat
+    /// one, where no rank could be trusted.
+    pub fn skipping_nonref(mut self) -> Result<Self, VideoError> {
+        let refuse = |reason: String| VideoError::SkipNonref { path: self.path.clone(), reason };
+        let mut all = Vec::new();
+        let mut packet = ffmpeg::Packet::empty();
+        loop {
+            match packet.read(&mut self.input) {
+                Ok(()) if packet.stream() == self.stream_index => match packet.pts() {
+                    Some(pts) => all.push(pts),
+                    None => return Err(refuse(format!("packet {} has no timestamp", all.len()))),
+                },
+                Ok(()) | Err(ffmpeg::Error::InvalidData) => {}
+                Err(ffmpeg::Error::Eof) => break,
+                Err(e) => return Err(refuse(format!("the container could not be read through: {e}"))),
+            }
+        }
+        all.sort_unstable();
+        if let Some(w) = all.windows(2).find(|w| w[0] == w[1]) {
+            return Err(refuse(format!("two packets share the timestamp {}", w[0])));
+        }
+        self.input.seek(0, ..1).map_err(|e| refuse(format!("cannot rewind after reading the timestamps: {e}")))?;
+        self.decoder.flush();
         self.decoder.skip_frame(ffmpeg::Discard::NonReference);
-        self.clock.from_pts = true;
-        self
+        self.clock.all_pts = Some(all);
+        Ok(self)
     }
 
     /// Stops converting sampled frames to RGB: decoding and sampling only, for measuring them.
@@ -360,17 +427,37 @@ impl VideoDecoder {
         let err = |reason: String| VideoError::Convert { path: self.path.clone(), frame: idx, reason };
         // Point sampling: a histogram of 4096 samples needs no filtering, and a filtered 20× reduction
         // of every frame would cost a third of the decoding itself.
-        let thumb = convert(&self.frame, &mut self.thumb_scaler, &mut self.thumb_rgb, THUMB, THUMB, scaling::Flags::POINT).map_err(err)?;
-        let (w, h) = (self.frame.width(), self.frame.height());
-        let image = if sampled && self.images {
-            Some(convert(&self.frame, &mut self.scaler, &mut self.rgb, w, h, scaling::Flags::BILINEAR).map_err(err)?)
+        // Each copy is made at its square-pixel size straight from the decoded planes. A sampled
+        // frame's planes are turned as displayed first where the format allows, so its copies
+        // are scaled exactly as an upright frame's are (FFmpeg resamples rows and columns with
+        // different rounding); otherwise, and for every thumbnail, the RGB copy is turned.
+        let mut turn = self.geometry.orientation;
+        let thumb = turn.apply(convert(&self.frame, &mut self.thumb_scaler, &mut self.thumb_rgb, THUMB, THUMB, scaling::Flags::POINT).map_err(err)?);
+        let wants_image = sampled && self.images;
+        // A stretch for non-square pixels runs along the stored width: not on turned planes.
+        let plain_pixels = !turn.swaps() || self.geometry.sar.0 == self.geometry.sar.1;
+        let mut geometry = self.geometry;
+        let source = if wants_image && turn != Orientation::UPRIGHT && plain_pixels && orient_planes(&self.frame, turn, &mut self.turned) {
+            (turn, geometry.orientation) = (Orientation::UPRIGHT, Orientation::UPRIGHT);
+            &self.turned
+        } else {
+            &self.frame
+        };
+        let (w, h) = (source.width(), source.height());
+        let image = if wants_image {
+            let (sw, sh) = geometry.square_size(w, h);
+            // Stretched pixels are resampled as FFmpeg's `scale` filter does by default.
+            let flags = if (sw, sh) == (w, h) { scaling::Flags::BILINEAR } else { scaling::Flags::BICUBIC };
+            Some(turn.apply(convert(source, &mut self.scaler, &mut self.rgb, sw, sh, flags).map_err(err)?))
         } else {
             None
         };
         let scaled = match (&self.scaled_size, image.is_some()) {
             (Some(size), true) => {
-                let (sw, sh) = size(w, h);
-                Some(convert(&self.frame, &mut self.scaled_scaler, &mut self.scaled_rgb, sw.max(1), sh.max(1), scaling::Flags::BILINEAR).map_err(err)?)
+                let (dw, dh) = geometry.display_size(w, h);
+                let (sw, sh) = size(dw, dh);
+                let (sw, sh) = geometry.unoriented(sw.max(1), sh.max(1));
+                Some(turn.apply(convert(source, &mut self.scaled_scaler, &mut self.scaled_rgb, sw, sh, scaling::Flags::BILINEAR).map_err(err)?))
             }
             _ => None,
         };
@@ -409,6 +496,61 @@ fn convert(
     RgbImage::new(w, h, data).ok_or_else(|| "RGB buffer has the wrong size".to_string())
 }
 
+/// Turns `src`'s planes as `turn` says into `out` (reallocated when its shape is wrong), for the
+/// planar formats whose chroma is subsampled alike both ways (so a quarter turn keeps the
+/// format); false, with nothing done, for any other format.
+fn orient_planes(src: &ffmpeg::frame::Video, turn: Orientation, out: &mut ffmpeg::frame::Video) -> bool {
+    let elem = match src.format() {
+        Pixel::YUV420P | Pixel::YUVJ420P | Pixel::YUV444P | Pixel::YUVJ444P | Pixel::GRAY8 => 1,
+        Pixel::YUV420P10LE | Pixel::YUV444P10LE | Pixel::YUV420P12LE | Pixel::YUV444P12LE | Pixel::GRAY10LE | Pixel::GRAY12LE => 2,
+        _ => return false,
+    };
+    let (w, h) = turn.display_size(src.width() as usize, src.height() as usize);
+    if out.format() != src.format() || out.width() as usize != w || out.height() as usize != h {
+        *out = ffmpeg::frame::Video::new(src.format(), w as u32, h as u32);
+    }
+    for i in 0..src.planes() {
+        let (pw, ph) = (src.plane_width(i) as usize, src.plane_height(i) as usize);
+        let stride = out.stride(i);
+        turn.apply_plane(src.data(i), src.stride(i), (pw, ph), elem, out.data_mut(i), stride);
+    }
+    true
+}
+
+/// FFmpeg's display matrix side data: nine native-endian 32-bit integers.
+fn display_matrix(bytes: &[u8]) -> Option<[i32; 9]> {
+    let mut m = [0i32; 9];
+    for (slot, word) in m.iter_mut().zip(bytes.get(..36)?.chunks_exact(4)) {
+        *slot = i32::from_ne_bytes(word.try_into().ok()?);
+    }
+    Some(m)
+}
+
+/// The geometry a stream asks for, from its display matrix and its sample aspect ratios (the
+/// container's first, then the codec's, as FFmpeg's `av_guess_sample_aspect_ratio` picks), with
+/// a note for each part that had to be set aside.
+fn geometry_of(matrix: Option<[i32; 9]>, sars: [ffmpeg::Rational; 2]) -> (Geometry, Vec<String>) {
+    let mut notes = Vec::new();
+    let orientation = match matrix.map(|m| Orientation::from_display_matrix(&m)) {
+        Some((o, Some(angle))) => {
+            notes.push(format!("the display matrix turns the picture {angle:.1}° clockwise, not a right angle; frames are analysed turned {}°", o.rotation()));
+            o
+        }
+        Some((o, None)) => o,
+        None => Orientation::UPRIGHT,
+    };
+    let sar = sars.into_iter().find(|r| r.numerator() > 0 && r.denominator() > 0).map(|r| r.reduce());
+    let sar = match sar.map(|r| (r.numerator() as u32, r.denominator() as u32)) {
+        Some((n, d)) if (1.0 / MAX_SAR..=MAX_SAR).contains(&(f64::from(n) / f64::from(d))) => (n, d),
+        Some((n, d)) => {
+            notes.push(format!("the sample aspect ratio {n}:{d} is beyond 1:{MAX_SAR} to {MAX_SAR}:1 and taken for damage; pixels are left square"));
+            (1, 1)
+        }
+        None => (1, 1),
+    };
+    (Geometry { sar, orientation }, notes)
+}
+
 /// The checks FFmpeg would report vaguely ("Invalid data found"), made first so the message is exact.
 fn check_input_file(path: &Path) -> Result<(), VideoError> {
     let meta = std::fs::metadata(path).map_err(|_| VideoError::NotFound { path: path.to_path_buf() })?;
@@ -423,4 +565,39 @@ fn check_input_file(path: &Path) -> Result<(), VideoError> {
         return Err(VideoError::Empty { path: path.to_path_buf() });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: i32 = 1 << 16;
+
+    #[test]
+    fn the_container_sar_wins_over_the_codec_one_and_a_wild_one_is_set_aside() {
+        let r = ffmpeg::Rational::new;
+        let (g, notes) = geometry_of(None, [r(32, 22), r(1, 1)]);
+        assert_eq!((g.sar, notes.len()), ((16, 11), 0), "reduced, from the container");
+        let (g, _) = geometry_of(None, [r(0, 1), r(8, 9)]);
+        assert_eq!(g.sar, (8, 9), "the codec's when the container gives none");
+        let (g, notes) = geometry_of(None, [r(100, 1), r(1, 1)]);
+        assert_eq!(g.sar, (1, 1));
+        assert!(notes[0].contains("100:1"), "{notes:?}");
+        assert_eq!(geometry_of(None, [r(0, 0), r(0, 1)]).0, Geometry { sar: (1, 1), orientation: Orientation::UPRIGHT });
+    }
+
+    #[test]
+    fn a_display_matrix_is_read_from_its_side_data_bytes() {
+        let m = [0, ONE, 0, -ONE, 0, 0, 0, 0, 1 << 30];
+        let bytes: Vec<u8> = m.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        assert_eq!(display_matrix(&bytes), Some(m));
+        assert_eq!(display_matrix(&bytes[..35]), None, "short side data is ignored");
+        let (g, notes) = geometry_of(display_matrix(&bytes), [ffmpeg::Rational::new(1, 1); 2]);
+        assert_eq!((g.orientation.rotation(), g.orientation.mirrored(), notes.len()), (90, false, 0));
+        // 30° off a right angle: the nearest one, and a note saying so.
+        let (c, s) = ((60f64.to_radians().cos() * 65536.0) as i32, (60f64.to_radians().sin() * 65536.0) as i32);
+        let (g, notes) = geometry_of(Some([c, s, 0, -s, c, 0, 0, 0, 1 << 30]), [ffmpeg::Rational::new(1, 1); 2]);
+        assert_eq!(g.orientation.rotation(), 90);
+        assert!(notes[0].contains("60.0°"), "{notes:?}");
+    }
 }

@@ -104,3 +104,108 @@ pub fn files_under(dir: &Path) -> Vec<(String, PathBuf)> {
     files.sort();
     files
 }
+
+/// Rows of a `.npy` file of f32 as vectors, with its shape.
+pub fn read_rows(path: &Path) -> (Vec<u64>, Vec<Vec<f32>>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap_or_else(|e| panic!("{}: not a .npy file: {e}", path.display()));
+    let shape = npy.shape().to_vec();
+    assert_eq!(shape.len(), 2, "{}: shape {shape:?}", path.display());
+    let flat: Vec<f32> = npy.into_vec().unwrap();
+    let rows = if shape[1] == 0 { vec![] } else { flat.chunks(shape[1] as usize).map(<[f32]>::to_vec).collect() };
+    (shape, rows)
+}
+
+/// Every JSON line of `path`, each required to be a JSON object.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{} line {}: not JSON: {e}", path.display(), i + 1));
+            assert!(v.is_object(), "{} line {}: not an object", path.display(), i + 1);
+            v
+        })
+        .collect()
+}
+
+/// The output contract of a finished run, checked file against file: valid JSON everywhere,
+/// dense ids, unit-norm embedding rows each named by exactly one face (or track) in order,
+/// tracks that hold the faces that name them, boxes centred inside the displayed frame, and
+/// manifest counts equal to the rows of the files. Returns the manifest.
+pub fn check_contract(dir: &Path) -> serde_json::Value {
+    let json = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap_or_else(|e| panic!("{name}: not JSON: {e}"))
+    };
+    let (manifest, progress) = (json("manifest.json"), json("progress.json"));
+    assert_eq!(manifest["status"], "done", "{}", dir.display());
+    assert_eq!(progress["status"], "done");
+    let faces = json_lines(&dir.join("faces.jsonl"));
+    let tracks = json_lines(&dir.join("tracks.jsonl"));
+    let shots = json_lines(&dir.join("shots.jsonl"));
+    let (shape, rows) = read_rows(&dir.join("embeddings.npy"));
+    let (track_shape, track_rows) = read_rows(&dir.join("track_embeddings.npy"));
+    let unit = |name: &str, rows: &[Vec<f32>]| {
+        for (i, r) in rows.iter().enumerate() {
+            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((n - 1.0).abs() < 1e-3, "{name} row {i} has norm {n}");
+        }
+    };
+    unit("embeddings.npy", &rows);
+    unit("track_embeddings.npy", &track_rows);
+    let (w, h) = (manifest["input"]["video"]["width"].as_f64().unwrap(), manifest["input"]["video"]["height"].as_f64().unwrap());
+    let mut next_row = 0;
+    let mut last_frame = 0;
+    for (i, f) in faces.iter().enumerate() {
+        assert_eq!(f["face_id"], i, "face ids are dense");
+        let frame = f["frame_idx"].as_u64().unwrap();
+        assert!(frame >= last_frame, "faces are in frame order");
+        last_frame = frame;
+        let b: Vec<f64> = f["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(b.len() == 4 && b[0] < b[2] && b[1] < b[3], "face {i} bbox {b:?}");
+        let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+        assert!((0.0..=w).contains(&cx) && (0.0..=h).contains(&cy), "face {i} bbox {b:?} is centred outside the {w}×{h} frame");
+        if let Some(row) = f["embedding_row"].as_u64() {
+            assert_eq!(row, next_row, "face {i}: embedding rows follow face order");
+            assert!(f["skip_reason"].is_null(), "face {i} is embedded and skipped");
+            next_row += 1;
+        } else {
+            assert!(f["skip_reason"].is_string(), "face {i} has neither a row nor a skip reason");
+        }
+        let t = f["track_id"].as_u64().unwrap() as usize;
+        assert!(t < tracks.len(), "face {i} names track {t} of {}", tracks.len());
+        assert_eq!(tracks[t]["shot"], f["shot"], "face {i} and its track are in one shot");
+    }
+    assert_eq!(next_row as usize, rows.len(), "every embedding row is named by a face");
+    let mut next_track_row = 0;
+    for (i, t) in tracks.iter().enumerate() {
+        assert_eq!(t["track_id"], i, "track ids are dense");
+        let members: Vec<_> = faces.iter().filter(|f| f["track_id"] == i).collect();
+        assert_eq!(t["n_faces"], members.len(), "track {i} n_faces");
+        assert_eq!(t["n_embedded"], members.iter().filter(|f| f["embedding_row"].is_u64()).count(), "track {i} n_embedded");
+        assert!(members.iter().any(|f| f["face_id"] == t["best_face_id"]), "track {i}'s best face is one of its faces");
+        if let Some(row) = t["embedding_row"].as_u64() {
+            assert_eq!(row, next_track_row, "track rows follow track order");
+            next_track_row += 1;
+        }
+    }
+    assert_eq!(next_track_row as usize, track_rows.len(), "every track row is named by a track");
+    for (i, s) in shots.iter().enumerate() {
+        assert_eq!(s["shot"], i, "shot ids are dense");
+    }
+    let c = &manifest["counts"];
+    assert_eq!(c["faces_detected"], faces.len());
+    assert_eq!(c["faces_embedded"], rows.len());
+    assert_eq!(c["tracks"], tracks.len());
+    assert_eq!(c["shots"], shots.len());
+    assert_eq!(shape[0] as usize, rows.len());
+    assert_eq!(track_shape[0] as usize, track_rows.len());
+    for f in manifest["files"].as_array().unwrap() {
+        let p = dir.join(f.as_str().unwrap());
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("manifest lists {}: {e}", p.display()));
+        if p.extension().is_some_and(|e| e == "jpg") {
+            assert!(bytes.starts_with(&[0xFF, 0xD8]), "{} is not a JPEG", p.display());
+        }
+    }
+    manifest
+}
