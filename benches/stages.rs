@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the pure per-frame work around the models: YuNet output decoding + NMS,
-//! aligning one face, preparing detector and embedder inputs, writing embeddings, and scoring
-//! faces against a cast gallery. `cargo bench` runs them; the model time itself is measured by
+//! aligning one face, preparing detector and embedder inputs, writing embeddings, scoring
+//! faces against a cast gallery, and the shot-cut detector every decoded frame goes through. `cargo bench` runs them; the model time itself is measured by
 //! `scripts/bench` against real runs.
 
 use std::hint::black_box;
@@ -13,6 +13,7 @@ use episode_run::detect::yunet::{decode_level, Level};
 use episode_run::embed::sface::crops_to_tensor;
 use episode_run::identify::{Gallery, MatchParams};
 use episode_run::output::RunWriter;
+use episode_run::track::cuts::{CutDetector, CutParams};
 use episode_run::types::RgbImage;
 
 /// Deterministic pseudo-random numbers in 0..1 (xorshift), so runs compare like for like.
@@ -100,5 +101,21 @@ fn faces_by_seeds(c: &mut Criterion) {
     c.bench_function("match_1000_faces_x_40_seeds", |b| b.iter(|| black_box(gallery.match_rows(faces.view(), &params))));
 }
 
-criterion_group!(benches, yunet_decode_nms, align_one_face, preprocess, npy_writing, faces_by_seeds);
+fn cut_detection(c: &mut Criterion) {
+    // The detector sees the 64×64 thumbnail of every decoded frame, whatever the resolution;
+    // eight different thumbnails in turn, so every push scores a real change.
+    let thumbs: Vec<RgbImage> =
+        (0..8).map(|i| RgbImage::new(64, 64, noise(64 * 64 * 3, 11 + i).into_iter().map(|v| (v * 255.0) as u8).collect()).unwrap()).collect();
+    let mut det = CutDetector::new(CutParams { ratio: 2.8, min_score: 0.08, min_shot: 8 });
+    let mut idx = 0u64;
+    c.bench_function("cut_detector_push_per_frame", |b| {
+        b.iter(|| {
+            let settled = det.push(idx, black_box(&thumbs[(idx % 8) as usize]));
+            idx += 1;
+            black_box(settled)
+        })
+    });
+}
+
+criterion_group!(benches, yunet_decode_nms, align_one_face, preprocess, npy_writing, faces_by_seeds, cut_detection);
 criterion_main!(benches);

@@ -78,8 +78,15 @@ pub struct Quality {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cuts {
-    pub threshold: f64,
+    pub ratio: f64,
+    pub min_score: f64,
     pub min_shot: u64,
+}
+
+impl Cuts {
+    pub fn params(&self) -> crate::track::cuts::CutParams {
+        crate::track::cuts::CutParams { ratio: self.ratio as f32, min_score: self.min_score as f32, min_shot: self.min_shot }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -254,8 +261,11 @@ impl Settings {
         if !(1..=MAX_FACES).contains(&self.detect.max_faces) {
             return bad("detect.max_faces must be within 1..10000");
         }
-        if !unit(self.cuts.threshold) || !unit(self.track.iou) || !unit(self.track.low_iou) || !unit(self.track.high_score) {
-            return bad("cuts.threshold, track.iou, track.low_iou and track.high_score must be within 0..1");
+        if !unit(self.cuts.min_score) || !unit(self.track.iou) || !unit(self.track.low_iou) || !unit(self.track.high_score) {
+            return bad("cuts.min_score, track.iou, track.low_iou and track.high_score must be within 0..1");
+        }
+        if !(1.0..=100.0).contains(&self.cuts.ratio) {
+            return bad("cuts.ratio must be within 1..100 (a cut's score over its neighbours' mean)");
         }
         if !(-1.0..=1.0).contains(&self.track.min_cosine) || !(-1.0..=1.0).contains(&self.identify.threshold) {
             return bad("track.min_cosine and identify.threshold (cosines) must be within -1..1");

@@ -260,17 +260,7 @@ fn fuzz_the_decoder_path_with_damaged_files() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let began = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if began.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!("case {cases} hangs (kept at {})", input.display());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_or_kill(&mut child, Duration::from_secs(30)).unwrap_or_else(|| panic!("case {cases} hangs (kept at {})", input.display()));
         let mut stderr = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
         assert!(matches!(status.code(), Some(0..=2)), "case {cases}: {status:?} {stderr}");

@@ -9,7 +9,7 @@ mod util;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use util::*;
 
@@ -319,17 +319,7 @@ fn a_thread_limit_is_one_clear_error_never_a_hang_or_a_panic() {
         let out = tmp.path().join(format!("run-{n}"));
         let args = ["harvest", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "8", "--stride", "8", "--quiet"];
         let mut child = cgroup.command(bin(), &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                panic!("pids.max {n}: still running after 60 s (a hang)");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_or_kill(&mut child, Duration::from_secs(60)).unwrap_or_else(|| panic!("pids.max {n}: still running after 60 s (a hang)"));
         let mut stderr = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
         match status.code() {

@@ -81,6 +81,10 @@ pub struct Counts {
     pub tracks: u64,
     /// Box-overlap matches the tracker refused because the faces' embeddings disagreed.
     pub id_switches_prevented: u64,
+    /// Tracks ended because a face that did not look like them took their place (a missed cut,
+    /// or someone replaced in the same spot); the face starts a new track.
+    #[serde(default)]
+    pub track_splits: u64,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]

@@ -1,13 +1,14 @@
 //! The decode side of a harvest: every frame through FFmpeg, shot cuts on each, and the sampled
 //! frames prepared for the detector.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::frames::{ms, Carry, DecodeState, SampledFrame, Shared, Tail};
 use crate::detect;
 use crate::output::{round_t, ShotRecord};
-use crate::track::cuts::CutDetector;
+use crate::track::cuts::{CutDetector, Settled};
 use crate::types::RgbImage;
 use crate::video::{DecodeIssue, VideoDecoder, VideoError};
 
@@ -23,22 +24,35 @@ pub struct DecodeStats {
     pub tail: Tail,
 }
 
-/// The decode thread's running state: shot cuts, the open shot, and what waits for the next
-/// sampled frame to carry it.
+/// A decoded frame whose shot is not settled yet (the cut detector looks ahead), with what it
+/// brings: the problems met decoding it and, when sampled, its pixels and detector input.
+struct Waiting {
+    idx: u64,
+    t: f64,
+    pts: Option<i64>,
+    issues: Vec<DecodeIssue>,
+    sampled: Option<(Option<RgbImage>, Option<detect::DetectorInput>)>,
+}
+
+/// The decode thread's running state: shot cuts, the open shot, the frames waiting for their
+/// shot, and what waits for the next sampled frame to carry it.
 pub struct DecodeSide {
-    pub cuts: CutDetector,
-    pub shot: Option<ShotRecord>,
-    pub shots_started: u64,
-    pub sampled: u64,
-    pub closed: Vec<ShotRecord>,
-    pub issues: Vec<DecodeIssue>,
+    cuts: CutDetector,
+    shot: Option<ShotRecord>,
+    shots_started: u64,
+    sampled: u64,
+    closed: Vec<ShotRecord>,
+    issues: Vec<DecodeIssue>,
     /// Decoding time since the last sampled frame.
-    pub decode_ms: f64,
+    decode_ms: f64,
+    waiting: VecDeque<Waiting>,
+    ready: VecDeque<SampledFrame>,
+    stream_ended: bool,
 }
 
 impl DecodeSide {
     pub fn new(params: &crate::config::Cuts, resume: Option<&DecodeState>) -> Self {
-        let mut cuts = CutDetector::new(params.threshold as f32, params.min_shot);
+        let mut cuts = CutDetector::new(params.params());
         if let Some(r) = resume {
             cuts.restore(&r.cut);
         }
@@ -50,29 +64,40 @@ impl DecodeSide {
             closed: Vec::new(),
             issues: Vec::new(),
             decode_ms: 0.0,
+            waiting: VecDeque::new(),
+            ready: VecDeque::new(),
+            stream_ended: false,
         }
     }
 
-    /// Follows shots across one decoded frame; returns the frame's shot.
-    pub fn frame(&mut self, idx: u64, t: f64, thumb: &RgbImage) -> u64 {
-        let (_, cut) = self.cuts.push(idx, thumb);
-        let t = round_t(t);
+    /// Settles the oldest waiting frame: follows shots across it and, when it was sampled, makes
+    /// it ready with the state right after it.
+    fn settle(&mut self, settled: Settled) {
+        let Some(w) = self.waiting.pop_front() else { return };
+        debug_assert_eq!(w.idx, settled.idx, "frames settle in decoding order");
+        self.issues.extend(w.issues);
+        let t = round_t(w.t);
         match self.shot.as_mut() {
-            Some(open) if !cut => {
-                open.end_frame = idx;
+            Some(open) if !settled.cut => {
+                open.end_frame = w.idx;
                 open.t_end = t;
             }
             _ => {
                 self.closed.extend(self.shot.take());
-                self.shot = Some(ShotRecord { shot: self.shots_started, start_frame: idx, end_frame: idx, t_start: t, t_end: t });
+                self.shot = Some(ShotRecord { shot: self.shots_started, start_frame: w.idx, end_frame: w.idx, t_start: t, t_end: t });
                 self.shots_started += 1;
             }
         }
-        self.shots_started - 1
+        if let Some((image, input)) = w.sampled {
+            self.sampled += 1;
+            let shot = self.shots_started - 1;
+            let carry = self.carry(w.idx + 1, w.pts, w.t);
+            self.ready.push_back(SampledFrame { idx: w.idx, t: w.t, shot, image, input, carry });
+        }
     }
 
     /// What a sampled frame carries: the state right after it, and what waited for it.
-    pub fn carry(&mut self, next_frame: u64, pts: Option<i64>, t: f64) -> Carry {
+    fn carry(&mut self, next_frame: u64, pts: Option<i64>, t: f64) -> Carry {
         let shot = self.shot.clone().unwrap_or(ShotRecord { shot: 0, start_frame: 0, end_frame: 0, t_start: 0.0, t_end: 0.0 });
         Carry {
             decode_ms: std::mem::take(&mut self.decode_ms),
@@ -88,9 +113,16 @@ impl DecodeSide {
         shots.extend(self.shot.take());
         shots
     }
+
+    /// Problems not yet carried by a sampled frame, those of frames still waiting included.
+    fn take_issues(&mut self) -> Vec<DecodeIssue> {
+        let mut issues = std::mem::take(&mut self.issues);
+        issues.extend(self.waiting.iter_mut().flat_map(|w| std::mem::take(&mut w.issues)));
+        issues
+    }
 }
 
-/// Decodes up to and including the next sampled frame, following shots and preparing the
+/// Decodes until the next sampled frame's shot is settled, following shots and preparing the
 /// sampled frame's detector input. Returns the frame (none at the end) and whether the stream
 /// has ended.
 pub fn decode_next(
@@ -101,9 +133,16 @@ pub fn decode_next(
     shared: &Shared,
 ) -> (Option<SampledFrame>, Result<bool, VideoError>) {
     loop {
+        if let Some(frame) = side.ready.pop_front() {
+            return (Some(frame), Ok(false));
+        }
+        if side.stream_ended {
+            stats.tail.issues = side.take_issues();
+            return (None, Ok(true));
+        }
         if crate::interrupt::requested().is_some() {
             stats.interrupted = true;
-            stats.tail.issues = std::mem::take(&mut side.issues);
+            stats.tail.issues = side.take_issues();
             return (None, Ok(true));
         }
         let t0 = Instant::now();
@@ -111,26 +150,32 @@ pub fn decode_next(
             Ok(next) => next,
             Err(e) => return (None, Err(e)),
         };
-        side.issues.extend(decoder.take_issues());
+        let issues = decoder.take_issues();
         let Some(frame) = next else {
-            stats.tail.issues = std::mem::take(&mut side.issues);
-            return (None, Ok(true));
+            // The frames still waiting settle with fewer frames after them; problems met after
+            // the last frame go to the tail.
+            for settled in side.cuts.finish() {
+                side.settle(settled);
+            }
+            side.issues.extend(issues);
+            side.stream_ended = true;
+            continue;
         };
         side.decode_ms += ms(t0.elapsed());
         shared.decoded.fetch_add(1, Ordering::Relaxed);
-        let shot = side.frame(frame.idx, frame.t, &frame.thumb);
-        if frame.sampled {
+        let sampled = frame.sampled.then(|| {
             shared.sampled.fetch_add(1, Ordering::Relaxed);
-            side.sampled += 1;
             let t1 = Instant::now();
-            let image = frame.image;
-            let input = match (plan, &image, &frame.scaled) {
+            let input = match (plan, &frame.image, &frame.scaled) {
                 (Some(p), Some(full), Some(scaled)) => Some(p.prepare_scaled(scaled, full.width as u32, full.height as u32)),
                 _ => None,
             };
             side.decode_ms += ms(t1.elapsed());
-            let carry = side.carry(frame.idx + 1, frame.pts, frame.t);
-            return (Some(SampledFrame { idx: frame.idx, t: frame.t, shot, image, input, carry }), Ok(false));
+            (frame.image, input)
+        });
+        side.waiting.push_back(Waiting { idx: frame.idx, t: frame.t, pts: frame.pts, issues, sampled });
+        if let Some(settled) = side.cuts.push(frame.idx, &frame.thumb) {
+            side.settle(settled);
         }
     }
 }

@@ -415,7 +415,14 @@ mod tests {
         let data = (0..200 * 200).flat_map(|i| if (i % 200 / 3) % 2 == 0 { [lo; 3] } else { [hi; 3] }).collect();
         let image = RgbImage::new(200, 200, data).unwrap();
         let shot = ShotRecord { shot: 0, start_frame: 0, end_frame: idx, t_start: 0.0, t_end: idx as f64 };
-        let decode = DecodeState { next_frame: idx + 1, pts: None, t: idx as f64, sampled: idx + 1, cut: CutState { prev: None, last_cut: 0 }, shot };
+        let decode = DecodeState {
+            next_frame: idx + 1,
+            pts: None,
+            t: idx as f64,
+            sampled: idx + 1,
+            cut: CutState { prev: None, scores: Vec::new(), last_cut: 0 },
+            shot,
+        };
         SampledFrame {
             idx,
             t: idx as f64,

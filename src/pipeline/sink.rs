@@ -287,6 +287,7 @@ impl<'a> Sink<'a> {
         }
         self.counts.tracks = records.len() as u64;
         self.counts.id_switches_prevented = self.tracker.id_switches_prevented();
+        self.counts.track_splits = self.tracker.splits();
         let timings = Timings::from_rows(&self.writer.timing_rows()?);
         Ok(Finished { counts: self.counts, tracks: records, track_rows: rows, shots: self.shots, issues: self.issues, timings })
     }

@@ -4,8 +4,11 @@
 //! a track id for each. Confident detections are matched first to the tracks' constant-velocity
 //! predictions by box overlap, then the weak ones to what is left with a stricter overlap; an
 //! overlap match whose embedding disagrees with the track's mean appearance is refused (and
-//! counted as a prevented identity switch). Tracks end after `max_gap` frames unseen, at a cut,
-//! or at the end of the video; every detection gets a track, new ones when nothing matches.
+//! counted as a prevented identity switch). A track refused so and matched by no other face in
+//! that frame is split: it ends there, since the face in its place is someone else (a cut the
+//! cut detector missed, or a person replaced in the same spot), so it can never hold two people
+//! whose faces were embedded. Tracks also end after `max_gap` frames unseen, at a cut, or at the
+//! end of the video; every detection gets a track, new ones when nothing matches.
 
 pub mod cuts;
 pub mod summary;
@@ -88,11 +91,14 @@ pub struct Tracker {
     tracks: Vec<Track>,
     next_id: u64,
     refused_matches: u64,
+    /// Tracks ended because a different-looking face took their place.
+    #[serde(default)]
+    splits: u64,
 }
 
 impl Tracker {
     pub fn new(params: TrackParams) -> Self {
-        Self { params, tracks: Vec::new(), next_id: 0, refused_matches: 0 }
+        Self { params, tracks: Vec::new(), next_id: 0, refused_matches: 0, splits: 0 }
     }
 
     /// Overlap matches refused because the appearance disagreed: identity switches the tracker
@@ -101,8 +107,13 @@ impl Tracker {
         self.refused_matches
     }
 
+    /// Tracks ended where a face that did not look like them took their place.
+    pub fn splits(&self) -> u64 {
+        self.splits
+    }
+
     /// Assigns a track id to each detection of `frame` (in input order) and returns them with the
-    /// ids of the tracks that ended because they went unseen too long.
+    /// ids of the tracks that ended: unseen too long, or split.
     pub fn push(&mut self, frame: u64, dets: &[TrackInput]) -> (Vec<u64>, Vec<u64>) {
         let max_gap = self.params.max_gap;
         let mut ended = Vec::new();
@@ -115,6 +126,7 @@ impl Tracker {
         });
         let mut ids: Vec<Option<u64>> = vec![None; dets.len()];
         let mut used = vec![false; self.tracks.len()];
+        let mut refused = vec![false; self.tracks.len()];
         let high = |d: &TrackInput| f64::from(d.score) >= self.params.high_score;
         let stages = [(true, self.params.iou as f32), (false, self.params.low_iou as f32)];
         for (want_high, min_iou) in stages {
@@ -134,6 +146,7 @@ impl Tracker {
                 }
                 if !self.tracks[ti].agrees(dets[di].embedding, self.params.min_cosine as f32) {
                     self.refused_matches += 1;
+                    refused[ti] = true;
                     continue;
                 }
                 used[ti] = true;
@@ -141,6 +154,16 @@ impl Tracker {
                 ids[di] = Some(self.tracks[ti].id);
             }
         }
+        let mut index = 0;
+        self.tracks.retain(|t| {
+            let split = refused[index] && !used[index];
+            index += 1;
+            if split {
+                ended.push(t.id);
+            }
+            !split
+        });
+        self.splits += refused.iter().zip(&used).filter(|(r, u)| **r && !**u).count() as u64;
         let ids = ids
             .into_iter()
             .zip(dets)
@@ -248,10 +271,25 @@ mod tests {
         let a = [1.0f32, 0.0];
         let b = [0.0f32, 1.0];
         t.push(0, &[TrackInput { embedding: Some(&a), ..det(100.0, 100.0) }]);
-        let (ids, _) = t.push(1, &[TrackInput { embedding: Some(&b), ..det(100.0, 100.0) }]);
+        let (ids, ended) = t.push(1, &[TrackInput { embedding: Some(&b), ..det(100.0, 100.0) }]);
         assert_eq!(ids, vec![1]);
-        assert_eq!(t.id_switches_prevented(), 1);
-        let (ids, _) = t.push(2, &[TrackInput { embedding: Some(&a), ..det(100.0, 100.0) }]);
-        assert_eq!(ids, vec![0], "the original face still matches its own track");
+        assert_eq!(ended, vec![0], "someone else in its place: the track is split");
+        assert_eq!((t.id_switches_prevented(), t.splits()), (1, 1));
+        let (ids, _) = t.push(2, &[TrackInput { embedding: Some(&b), ..det(100.0, 100.0) }]);
+        assert_eq!(ids, vec![1], "the new face keeps its new track");
+    }
+
+    #[test]
+    fn swapped_faces_are_refused_but_not_split() {
+        // Two people swap places between frames: each face is refused by the other's track and
+        // taken by its own, so neither track ends.
+        let mut t = Tracker::new(params());
+        let (a, b) = ([1.0f32, 0.0], [0.0f32, 1.0]);
+        let at = |x, e| TrackInput { embedding: Some(e), ..det(x, 100.0) };
+        assert_eq!(t.push(0, &[at(100.0, &a), at(106.0, &b)]).0, vec![0, 1]);
+        let (ids, ended) = t.push(1, &[at(106.0, &a), at(100.0, &b)]);
+        assert_eq!(ids, vec![0, 1]);
+        assert!(ended.is_empty());
+        assert_eq!((t.id_switches_prevented(), t.splits()), (2, 0));
     }
 }

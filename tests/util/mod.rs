@@ -209,3 +209,19 @@ pub fn check_contract(dir: &Path) -> serde_json::Value {
     }
     manifest
 }
+
+/// Waits for `child` at most `limit`; kills it and returns None when it is still running then.
+pub fn wait_or_kill(child: &mut std::process::Child, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
