@@ -65,7 +65,7 @@ enum Job {
 }
 
 enum Done {
-    Frame(EmbeddedFrame),
+    Frame(Box<EmbeddedFrame>),
     Embed { call: u64, vectors: Vec<Vec<f32>>, took: Duration },
 }
 
@@ -166,7 +166,7 @@ fn run_job(models: &mut Models, job: Job, gates: &Quality) -> Result<Done, Harve
                 }
                 _ => Vec::new(),
             };
-            Ok(Done::Frame(detected(*frame, faces, timing)))
+            Ok(Done::Frame(Box::new(detected(*frame, faces, timing))))
         }
         Job::Embed { call, crops } => {
             let embedder = models.embedder.as_mut().ok_or_else(|| OnnxError::Run { role: "embedder", reason: "no embedder loaded".into() })?;
@@ -260,7 +260,7 @@ impl Coordinator {
 
     fn take_done(&mut self, done: Done) -> Result<(), HarvestError> {
         match done {
-            Done::Frame(frame) => self.take_detected(frame),
+            Done::Frame(frame) => self.take_detected(*frame),
             Done::Embed { call, vectors, took } => {
                 let slots = self.calls.remove(&call).unwrap_or_default();
                 // Each frame's share of the call, by its crops.

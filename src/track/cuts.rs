@@ -44,7 +44,7 @@ type Features = Vec<[f32; 3]>;
 
 /// Reduces a thumbnail to its block features (any size of at least `GRID` pixels a side).
 pub fn features(img: &RgbImage) -> Features {
-    let (w, h) = (img.width as usize, img.height as usize);
+    let (w, h) = (img.width, img.height);
     let mut sums = vec![[0f32; 3]; GRID * GRID];
     let mut counts = vec![0u32; GRID * GRID];
     for y in 0..h {
