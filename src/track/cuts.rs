@@ -131,8 +131,6 @@ struct Open {
 /// Pushes one frame at a time and settles each frame `LOOKAHEAD` frames later.
 pub struct CutDetector {
     params: CutParams,
-    /// Features of the last pushed frame (the next frame's score is measured against them).
-    prev: Option<Features>,
     open: VecDeque<Open>,
     /// Scores of the last `BEFORE` settled frames (frame 0 has none).
     before: VecDeque<f32>,
@@ -155,7 +153,7 @@ pub struct CutState {
 
 impl CutDetector {
     pub fn new(params: CutParams) -> Self {
-        Self { params, prev: None, open: VecDeque::new(), before: VecDeque::new(), settled_features: None, last_cut: 0 }
+        Self { params, open: VecDeque::new(), before: VecDeque::new(), settled_features: None, last_cut: 0 }
     }
 
     /// The state as of the last settled frame (frames pushed after it are not in it).
@@ -172,7 +170,6 @@ impl CutDetector {
     pub fn restore(&mut self, state: &CutState) {
         let features: Option<Features> =
             state.prev.as_ref().filter(|v| v.len() == GRID * GRID * 3).map(|v| v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect());
-        self.prev = features.clone();
         self.settled_features = features;
         self.open.clear();
         self.before = state.scores.iter().rev().take(BEFORE).rev().copied().collect();
@@ -183,8 +180,9 @@ impl CutDetector {
     /// (frame `idx - LOOKAHEAD`); frame 0 starts shot 0 and is no cut.
     pub fn push(&mut self, idx: u64, thumb: &RgbImage) -> Option<Settled> {
         let f = features(thumb);
-        let s = self.prev.as_ref().map(|p| score(p, &f));
-        self.prev = Some(f.clone());
+        // The last pushed frame: the newest open one, else the last settled one.
+        let prev = self.open.back().map(|o| &o.features).or(self.settled_features.as_ref());
+        let s = prev.map(|p| score(p, &f));
         self.open.push_back(Open { idx, score: s, features: f });
         if self.open.len() > LOOKAHEAD {
             self.settle()

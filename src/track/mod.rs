@@ -154,16 +154,17 @@ impl Tracker {
                 ids[di] = Some(self.tracks[ti].id);
             }
         }
-        let mut index = 0;
+        let (mut index, mut splits) = (0, 0);
         self.tracks.retain(|t| {
             let split = refused[index] && !used[index];
             index += 1;
             if split {
                 ended.push(t.id);
+                splits += 1;
             }
             !split
         });
-        self.splits += refused.iter().zip(&used).filter(|(r, u)| **r && !**u).count() as u64;
+        self.splits += splits;
         let ids = ids
             .into_iter()
             .zip(dets)
