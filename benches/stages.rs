@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the pure per-frame work around the models: YuNet output decoding + NMS,
 //! aligning one face, preparing detector and embedder inputs, writing embeddings, scoring
-//! faces against a cast gallery, and the shot-cut detector every decoded frame goes through. `cargo bench` runs them; the model time itself is measured by
-//! `scripts/bench` against real runs.
+//! faces against a cast gallery, the shot-cut detector every decoded frame goes through, and
+//! grouping an episode's tracks into people. `cargo bench` runs them; the model time itself is
+//! measured by `scripts/bench` against real runs.
 
 use std::hint::black_box;
 
@@ -13,6 +14,8 @@ use episode_run::detect::yunet::{decode_level, Level};
 use episode_run::embed::sface::crops_to_tensor;
 use episode_run::identify::{Gallery, MatchParams};
 use episode_run::output::RunWriter;
+use episode_run::people::cluster::{cluster, Item};
+use episode_run::people::{Linkage, PeopleParams};
 use episode_run::track::cuts::{CutDetector, CutParams};
 use episode_run::types::RgbImage;
 
@@ -117,5 +120,30 @@ fn cut_detection(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, yunet_decode_nms, align_one_face, preprocess, npy_writing, faces_by_seeds, cut_detection);
+fn people_clustering(c: &mut Criterion) {
+    // Synthetic episodes: one person per 20 tracks, each track its person's direction plus noise
+    // (same-person cosines ~0.6, others ~0), in shots of 3 tracks seen at the same time.
+    let mut group = c.benchmark_group("people_cluster_tracks");
+    group.sample_size(10);
+    for n in [1_000usize, 5_000, 10_000] {
+        let people = n / 20;
+        let centres: Vec<Vec<f32>> = (0..people).map(|p| noise(128, 1000 + p as u64).into_iter().map(|v| v - 0.5).collect()).collect();
+        let embs: Vec<Vec<f32>> = (0..n)
+            .map(|t| {
+                let jitter = noise(128, 50_000 + t as u64);
+                let mut v: Vec<f32> = centres[(t * 7) % people].iter().zip(jitter).map(|(c, j)| c + 0.45 * (j - 0.5)).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= norm);
+                v
+            })
+            .collect();
+        let items: Vec<Item> = embs.iter().map(|e| Item { embedding: Some(e), n_embedded: 10, name: None }).collect();
+        let cannot: Vec<(usize, usize)> = (0..n / 3).flat_map(|s| [(3 * s, 3 * s + 1), (3 * s, 3 * s + 2), (3 * s + 1, 3 * s + 2)]).collect();
+        let params = PeopleParams { linkage: Linkage::Average, threshold: 0.4, min_track_faces: 3, attach_threshold: 0.5, join_named: true };
+        group.bench_function(format!("{n}"), |b| b.iter(|| black_box(cluster(black_box(&items), &cannot, &params))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, yunet_decode_nms, align_one_face, preprocess, npy_writing, faces_by_seeds, cut_detection, people_clustering);
 criterion_main!(benches);

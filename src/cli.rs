@@ -21,6 +21,10 @@ pub enum Command {
     /// Re-match an existing run against cast photos from its embeddings.npy and
     /// track_embeddings.npy, without decoding the video again; rewrites the identity fields.
     Identify(IdentifyArgs),
+    /// Re-group an existing run's tracks into people from its tracks.jsonl and
+    /// track_embeddings.npy, without decoding the video again; rewrites people.jsonl,
+    /// people_embeddings.npy, crops/person_*.jpg and the person_id fields.
+    People(PeopleArgs),
     /// Measure the model floor of a completed run: the time ONNX Runtime alone needs for its
     /// detector on every sampled frame and its embedder on every embedded crop (best batch
     /// size). Prints JSON; used by scripts/bench.
@@ -169,6 +173,23 @@ pub struct IdentifyArgs {
     /// Embedder model for the seed photos (must be the one the run used).
     #[arg(long, value_name = "PATH")]
     pub embed_model: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PeopleArgs {
+    /// Out dir of a completed harvest.
+    pub run_dir: PathBuf,
+    /// TOML file layered over configs/default.toml (for [people]; with --seeds, also [identify]
+    /// and [quality]).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Cast photos to name tracks by first (as `identify` does): DIR/<name>.<jpg|png> or
+    /// DIR/<name>/*. Without it, the names the run's tracks already carry are used.
+    #[arg(long, value_name = "DIR")]
+    pub seeds: Option<PathBuf>,
+    /// Compute threads for the seed photos [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 impl HarvestArgs {

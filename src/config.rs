@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{HarvestArgs, IdentifyArgs, S3Args, UploadArgs};
+use crate::cli::{HarvestArgs, IdentifyArgs, PeopleArgs, S3Args, UploadArgs};
 use crate::detect::DetectParams;
 use crate::identify::MatchParams;
 use crate::track::TrackParams;
@@ -18,6 +18,8 @@ pub const DEFAULT_TOML: &str = include_str!("../configs/default.toml");
 const MAX_INPUT_SIZE: u32 = 4096;
 const MAX_BATCH: usize = 256;
 const MAX_FACES: usize = 10_000;
+/// The most embedded faces `people.min_track_faces` may ask of a track.
+const MAX_TRACK_FACES: u64 = 10_000;
 const MAX_MEM_BUDGET_MB: u64 = 1 << 20;
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// `--threads` at most this many times the cores available (and never above 256).
@@ -133,6 +135,7 @@ pub struct Settings {
     pub track: TrackParams,
     pub cuts: Cuts,
     pub identify: MatchParams,
+    pub people: crate::people::PeopleParams,
 }
 
 impl Settings {
@@ -269,6 +272,13 @@ impl Settings {
         }
         if !(-1.0..=1.0).contains(&self.track.min_cosine) || !(-1.0..=1.0).contains(&self.identify.threshold) {
             return bad("track.min_cosine and identify.threshold (cosines) must be within -1..1");
+        }
+        let people = &self.people;
+        if !(-1.0..=1.0).contains(&people.threshold) || !(-1.0..=1.0).contains(&people.attach_threshold) {
+            return bad("people.threshold and people.attach_threshold (cosines) must be within -1..1");
+        }
+        if people.min_track_faces > MAX_TRACK_FACES {
+            return bad("people.min_track_faces must be within 0..10000");
         }
         if !(0.0..=2.0).contains(&self.identify.min_margin) {
             return bad("identify.min_margin must be within 0..2");
@@ -517,14 +527,46 @@ pub struct IdentifyConfig {
 
 impl IdentifyConfig {
     pub fn from_args(args: &IdentifyArgs) -> Result<Self, ConfigError> {
-        let mut s = Settings::from_file(args.config.as_deref())?;
-        if let Some(v) = args.threads {
+        Self::new(&args.run_dir, &args.seeds, args.config.as_deref(), args.threads, args.det_model.as_ref(), args.embed_model.as_ref())
+    }
+
+    fn new(
+        run_dir: &Path,
+        seeds: &Path,
+        config: Option<&Path>,
+        threads: Option<usize>,
+        det: Option<&PathBuf>,
+        emb: Option<&PathBuf>,
+    ) -> Result<Self, ConfigError> {
+        let mut s = Settings::from_file(config)?;
+        if let Some(v) = threads {
             s.runtime.threads = v;
         }
-        s.override_models(args.det_model.as_ref(), args.embed_model.as_ref());
+        s.override_models(det, emb);
         s.validate()?;
         let (detector, embedder, ort_lib, threads) = s.resolve();
-        Ok(Self { run_dir: args.run_dir.clone(), seeds: args.seeds.clone(), settings: s, threads, detector, embedder, ort_lib })
+        Ok(Self { run_dir: run_dir.to_path_buf(), seeds: seeds.to_path_buf(), settings: s, threads, detector, embedder, ort_lib })
+    }
+}
+
+/// A `people` run, resolved and checked.
+#[derive(Clone, Debug)]
+pub struct PeopleConfig {
+    pub run_dir: PathBuf,
+    pub people: crate::people::PeopleParams,
+    /// With `--seeds`: the tracks and faces are named first, as `identify` names them.
+    pub identify: Option<IdentifyConfig>,
+}
+
+impl PeopleConfig {
+    pub fn from_args(args: &PeopleArgs) -> Result<Self, ConfigError> {
+        let s = Settings::from_file(args.config.as_deref())?;
+        s.validate()?;
+        let identify = match &args.seeds {
+            Some(seeds) => Some(IdentifyConfig::new(&args.run_dir, seeds, args.config.as_deref(), args.threads, None, None)?),
+            None => None,
+        };
+        Ok(Self { run_dir: args.run_dir.clone(), people: s.people, identify })
     }
 }
 

@@ -3,7 +3,8 @@
 //! The crate is organised as stages that know nothing of each other — [`video`] decodes,
 //! [`detect`] finds faces, [`align`] cuts 112×112 crops, [`embed`] turns crops into unit
 //! vectors, [`output`] writes the files users read — plus [`pipeline`], the only module that
-//! spawns threads and owns channels, and [`config`], which turns flags and TOML into one
+//! spawns threads and owns channels, [`people`], which groups a finished run's tracks into
+//! people, and [`config`], which turns flags and TOML into one
 //! validated [`config::HarvestConfig`] before any work starts.
 
 pub mod align;
@@ -19,6 +20,7 @@ pub mod log;
 pub mod names;
 pub mod onnx;
 pub mod output;
+pub mod people;
 pub mod pipeline;
 pub mod run_dir;
 #[cfg(feature = "s3")]

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let result = match &Cli::parse().command {
         Command::Harvest(args) => commands::harvest::run(args),
         Command::Identify(args) => commands::identify::run(args),
+        Command::People(args) => commands::people::run(args),
         Command::Upload(args) => commands::upload::run(args),
         Command::Floor(args) => commands::floor::run(args),
     };

@@ -28,6 +28,8 @@ pub const MANIFEST: &str = "manifest.json";
 pub const SHOTS: &str = "shots.jsonl";
 pub const TRACKS: &str = "tracks.jsonl";
 pub const TRACK_EMBEDDINGS: &str = "track_embeddings.npy";
+pub const PEOPLE: &str = "people.jsonl";
+pub const PEOPLE_EMBEDDINGS: &str = "people_embeddings.npy";
 pub const CROPS: &str = "crops";
 pub const CHECKPOINT: &str = "checkpoint.json";
 /// Where an upload records its unfinished multipart uploads.
@@ -42,7 +44,7 @@ pub const BEST_FACES: &str = ".best-faces.partial";
 pub const MARKER: &str = ".episode-run";
 
 /// The result files a run publishes, besides `crops/` and the manifest that vouches for them.
-const RESULTS: [&str; 6] = [FACES, EMBEDDINGS, TIMINGS, SHOTS, TRACKS, TRACK_EMBEDDINGS];
+const RESULTS: [&str; 8] = [FACES, EMBEDDINGS, TIMINGS, SHOTS, TRACKS, TRACK_EMBEDDINGS, PEOPLE, PEOPLE_EMBEDDINGS];
 
 const MARKER_TEXT: &[u8] = b"episode-run run folder: written by episode-run, which only writes into folders holding this file\n";
 

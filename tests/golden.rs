@@ -1,6 +1,6 @@
 //! Golden outputs: the Hamilton clip at strides 1 and 4, with and without seeds, must give
 //! exactly the bytes recorded in `tests/golden/hamilton.json` (SHA-256 of every result file and
-//! of the crops). The record was made by 190b427, before the run-folder and module restructuring,
+//! of the crops). The record was first made by 190b427, before the run-folder and module restructuring,
 //! so refactoring cannot change a result unnoticed. Regenerate only on purpose, when a change is
 //! meant to change results:
 //!
@@ -20,7 +20,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 use util::*;
 
-const RESULTS: [&str; 5] = ["faces.jsonl", "embeddings.npy", "tracks.jsonl", "shots.jsonl", "track_embeddings.npy"];
+const RESULTS: [&str; 7] = ["faces.jsonl", "embeddings.npy", "tracks.jsonl", "shots.jsonl", "track_embeddings.npy", "people.jsonl", "people_embeddings.npy"];
 
 fn record_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/hamilton.json")

@@ -1,5 +1,7 @@
 //! `episode-run identify RUN_DIR --seeds DIR`: re-names a finished run against cast photos from
-//! its saved embeddings, without decoding the video again, with the same matching as a harvest.
+//! its saved embeddings, without decoding the video again, with the same matching as a harvest,
+//! then re-groups its people with the run's own `[people]` settings (names constrain people, so
+//! people names stay those of their tracks).
 
 use std::path::Path;
 
@@ -29,10 +31,19 @@ pub fn run(args: &IdentifyArgs) -> Result<Outcome, Error> {
     Ok(Outcome::Done)
 }
 
-/// Re-matches the run in `cfg.run_dir` against `cfg.seeds` and rewrites the `identity` fields of
-/// `faces.jsonl` and `tracks.jsonl` atomically.
+/// Re-matches the run in `cfg.run_dir` against `cfg.seeds`, rewrites the `identity` fields of
+/// `faces.jsonl` and `tracks.jsonl` atomically, and re-groups the people.
 pub fn identify(cfg: &IdentifyConfig) -> Result<IdentifySummary, Error> {
     let _lock = run_dir::open(&cfg.run_dir)?;
+    let recorded = output::people::recorded_params(&cfg.run_dir)?;
+    let summary = rename_all(cfg)?;
+    output::people::recluster(&cfg.run_dir, &recorded)?;
+    Ok(summary)
+}
+
+/// Names the faces and tracks of the run in `cfg.run_dir` after `cfg.seeds` (the caller holds
+/// the run folder's lock).
+pub fn rename_all(cfg: &IdentifyConfig) -> Result<IdentifySummary, Error> {
     onnx::init_runtime(&cfg.ort_lib)?;
     let detect = &cfg.settings.detect;
     let mut detector = detect::load(&cfg.detector, cfg.threads, detect.clone(), detect.family)?;

@@ -5,6 +5,7 @@
 pub mod floor;
 pub mod harvest;
 pub mod identify;
+pub mod people;
 #[cfg(feature = "s3")]
 mod remote;
 #[cfg(not(feature = "s3"))]
@@ -38,6 +39,8 @@ pub enum Error {
     Read(#[from] crate::output::ReadError),
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
+    #[error(transparent)]
+    People(#[from] crate::output::people::PeopleError),
     #[error(transparent)]
     Onnx(#[from] crate::onnx::OnnxError),
     #[error(transparent)]

@@ -168,6 +168,9 @@ pub struct Manifest {
     pub finished_at: String,
     pub wall_s: f64,
     pub counts: Counts,
+    /// How the tracks were grouped into people (rewritten by `episode-run people` and
+    /// `identify`).
+    pub people: crate::people::PeopleSection,
     pub timings: Timings,
     /// Decoding problems the run went past, first ones only.
     pub decode_issues: Vec<String>,

@@ -1,4 +1,5 @@
-//! The files users read: `faces.jsonl`, `embeddings.npy`, `progress.json`, `manifest.json`.
+//! The files users read: `faces.jsonl`, `embeddings.npy`, `progress.json`, `manifest.json`,
+//! and the people outputs ([`people`]).
 //!
 //! Results are streamed into hidden `.partial` files in the out dir and renamed into place only by
 //! [`RunWriter::finish`]; a run that fails or is dropped removes them, so a `faces.jsonl` or
@@ -6,6 +7,7 @@
 //! (temp file, fsync, rename), never rewritten in place.
 
 pub mod manifest;
+pub mod people;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -47,6 +49,8 @@ pub struct FaceRecord {
     pub quality: FaceQuality,
     /// `None` without seeds, or for a face that was not embedded.
     pub identity: Option<Identity>,
+    /// Its track's person (`people.jsonl`); `None` when the track has none.
+    pub person_id: Option<u64>,
 }
 
 /// One row of `timings.jsonl`: where the time of one sampled frame went.
@@ -86,6 +90,29 @@ pub struct TrackRecord {
     /// when none of its faces was embedded.
     pub embedding_row: Option<u64>,
     pub identity: Option<Identity>,
+    /// Its person (`people.jsonl`): `None` when it has no embedded face, or is a short track that
+    /// joined no one (see `[people]` in configs/default.toml).
+    pub person_id: Option<u64>,
+}
+
+/// One row of `people.jsonl`: tracks grouped into one person.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct PersonRecord {
+    pub person_id: u64,
+    pub name: Option<String>,
+    pub identity: Option<Identity>,
+    pub n_tracks: u64,
+    pub n_faces: u64,
+    pub n_embedded: u64,
+    /// Seconds covered by the union of its tracks' intervals (README, "People").
+    pub screen_time_s: f64,
+    pub first_t: f64,
+    pub last_t: f64,
+    pub shots: Vec<u64>,
+    pub best_face_id: u64,
+    pub best_track_id: u64,
+    /// Row in `people_embeddings.npy`.
+    pub embedding_row: u64,
 }
 
 /// Rounds for the JSON file: sub-pixel noise beyond 1/100 px helps nobody and bloats the file.
@@ -330,6 +357,9 @@ impl RunWriter {
             }
             Ok(BufWriter::new(f))
         };
+        if checkpoint.is_some() {
+            unpublish_faces(&faces_path)?;
+        }
         let faces = open(&faces_path, faces_bytes)?;
         let timings = open(&timings_path, timings_bytes)?;
         let embeddings = if dim == 0 {
@@ -426,6 +456,29 @@ impl RunWriter {
     }
 }
 
+/// Moves a published `faces.jsonl` back to its partial file as the sink streamed it, for a
+/// resumed run to cut back and append to: the people step rewrote its `person_id` fields after
+/// publication (changing its length), and the streamed rows all had `null` there. JSON numbers
+/// read back exactly (serde_json's `float_roundtrip`), so the bytes are the streamed bytes.
+fn unpublish_faces(final_path: &Path) -> Result<(), OutputError> {
+    let tmp = partial_name(final_path);
+    if tmp.exists() || !final_path.exists() {
+        return Ok(());
+    }
+    let mut rows: Vec<FaceRecord> = read_jsonl(final_path).map_err(|e| OutputError { path: final_path.to_path_buf(), source: io::Error::other(e.why) })?;
+    for row in &mut rows {
+        row.person_id = None;
+    }
+    let mut bytes = Vec::new();
+    for row in &rows {
+        serde_json::to_writer(&mut bytes, row).map_err(|e| OutputError { path: tmp.clone(), source: e.into() })?;
+        bytes.push(b'\n');
+    }
+    let mut f = File::create(&tmp).map_err(at(&tmp))?;
+    f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(at(&tmp))?;
+    fs::remove_file(final_path).map_err(at(final_path))
+}
+
 fn closed(path: &Path) -> OutputError {
     OutputError { path: path.to_path_buf(), source: io::Error::other("writer already finished") }
 }
@@ -485,6 +538,7 @@ mod tests {
             det_score: 0.9,
             embedding_row: row,
             skip_reason: row.is_none().then_some(SkipReason::TooSmall),
+            person_id: None,
         }
     }
 

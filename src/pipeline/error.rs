@@ -20,6 +20,8 @@ pub enum HarvestError {
     Onnx(#[from] OnnxError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    People(#[from] crate::output::people::PeopleError),
     #[error("no frame could be decoded from {path}")]
     NoFrames { path: PathBuf },
     #[error("cannot read model {path}: {source}")]

@@ -44,6 +44,7 @@ use crate::log;
 use crate::onnx;
 use crate::output::manifest::{Attempt, Counts, EmbedBatching, Host, InputFacts, Manifest, ModelFile, ThreadSplit, Timings};
 use crate::output::{self, CropsDir, Progress, RunWriter};
+use crate::people;
 use crate::run_dir::{self, RunIdentity, Status};
 use crate::video::{DecodeIssue, VideoDecoder, VideoError};
 pub use budget::CpuBudget;
@@ -165,6 +166,7 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
         finished_at: log::now_rfc3339(),
         wall_s: start.elapsed().as_secs_f64(),
         counts: run.counts.clone(),
+        people: run.people,
         timings: run.timings,
         status: run.status,
         decode_issues: run.issues.iter().take(MAX_LISTED_ISSUES).cloned().collect(),
@@ -211,6 +213,7 @@ struct RunResult {
     video: crate::video::VideoInfo,
     models: BTreeMap<&'static str, ModelFile>,
     counts: Counts,
+    people: people::PeopleSection,
     timings: Timings,
     issues: Vec<String>,
     last_progress: Progress,
@@ -397,6 +400,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     output::write_jsonl_atomic(&cfg.out_dir.join(run_dir::TRACKS), &tracks)?;
     output::write_npy_atomic(&cfg.out_dir.join(run_dir::TRACK_EMBEDDINGS), &track_rows, writer.dim())?;
     writer.finish()?;
+    let people = output::people::apply(&cfg.out_dir, &cfg.settings.people, people::RunFacts::new(cfg.settings.sampling.stride, video.frame_rate))?;
     let status = match (decoded.interrupted, issues.is_empty()) {
         (true, _) => Status::Interrupted,
         (false, true) => Status::Done,
@@ -412,6 +416,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
         video,
         models,
         counts,
+        people,
         timings,
         issues,
         last_progress,

@@ -213,6 +213,7 @@ impl<'a> Sink<'a> {
                     yaw: (quality.yaw * 10.0).round() / 10.0,
                 },
                 identity,
+                person_id: None,
             })?;
         }
         Ok(())
@@ -254,6 +255,7 @@ impl<'a> Sink<'a> {
                 best_face_id: best.face_id,
                 embedding_row: None,
                 identity: None,
+                person_id: None,
             };
             self.closed.push(ClosedTrack { record, mean: summary.mean_embedding() });
         }

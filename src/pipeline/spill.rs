@@ -266,6 +266,7 @@ mod tests {
             best_face_id: 9,
             embedding_row: None,
             identity: None,
+            person_id: None,
         };
         ClosedTrack { record, mean }
     }

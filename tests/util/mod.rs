@@ -200,6 +200,7 @@ pub fn check_contract(dir: &Path) -> serde_json::Value {
     assert_eq!(c["shots"], shots.len());
     assert_eq!(shape[0] as usize, rows.len());
     assert_eq!(track_shape[0] as usize, track_rows.len());
+    check_people(dir, &manifest, &faces, &tracks);
     for f in manifest["files"].as_array().unwrap() {
         let p = dir.join(f.as_str().unwrap());
         let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("manifest lists {}: {e}", p.display()));
@@ -208,6 +209,47 @@ pub fn check_contract(dir: &Path) -> serde_json::Value {
         }
     }
     manifest
+}
+
+/// The people layer of the contract: dense people in order of first appearance, unit rows named
+/// by `embedding_row`, `person_id` on each face equal to its track's, sums over member tracks,
+/// no person holding two tracks seen in one frame, a crop per person, and the manifest's count.
+fn check_people(dir: &Path, manifest: &serde_json::Value, faces: &[serde_json::Value], tracks: &[serde_json::Value]) {
+    let people = json_lines(&dir.join("people.jsonl"));
+    let (shape, rows) = read_rows(&dir.join("people_embeddings.npy"));
+    assert_eq!(shape[0] as usize, people.len(), "one people_embeddings row per person");
+    assert_eq!(manifest["people"]["people"], people.len());
+    let mut first_seen = 0;
+    for (i, p) in people.iter().enumerate() {
+        assert_eq!(p["person_id"], i, "person ids are dense");
+        assert_eq!(p["embedding_row"], i);
+        let n = rows[i].iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-3, "people_embeddings row {i} has norm {n}");
+        let members: Vec<_> = tracks.iter().filter(|t| t["person_id"] == i).collect();
+        assert_eq!(p["n_tracks"], members.len(), "person {i} n_tracks");
+        let sum = |k: &str| members.iter().map(|t| t[k].as_u64().unwrap()).sum::<u64>();
+        assert_eq!((p["n_faces"].as_u64(), p["n_embedded"].as_u64()), (Some(sum("n_faces")), Some(sum("n_embedded"))), "person {i} sums");
+        assert!(members.iter().any(|t| t["track_id"] == p["best_track_id"] && t["best_face_id"] == p["best_face_id"]), "person {i}'s best face is a track's");
+        let first = members.iter().map(|t| t["first_frame"].as_u64().unwrap()).min().unwrap();
+        assert!(first >= first_seen, "people are numbered by first appearance");
+        first_seen = first;
+        let span: f64 = members.iter().map(|t| t["t_end"].as_f64().unwrap() - t["t_start"].as_f64().unwrap()).sum();
+        let st = p["screen_time_s"].as_f64().unwrap();
+        assert!(st > 0.0 || span == 0.0, "person {i} has screen time {st}");
+        assert!(dir.join(format!("crops/person_{i}.jpg")).is_file(), "crops/person_{i}.jpg");
+    }
+    let mut seen = std::collections::HashMap::new();
+    for f in faces {
+        let t = &tracks[f["track_id"].as_u64().unwrap() as usize];
+        assert_eq!(f["person_id"], t["person_id"], "face {} has its track's person", f["face_id"]);
+        if t["embedding_row"].is_null() {
+            assert!(t["person_id"].is_null(), "track {} has a person and no embedding", t["track_id"]);
+        }
+        if let Some(p) = f["person_id"].as_u64() {
+            let other = seen.insert((p, f["frame_idx"].as_u64().unwrap()), f["track_id"].clone());
+            assert!(other.is_none_or(|o| o == f["track_id"]), "person {p} holds two tracks in frame {}", f["frame_idx"]);
+        }
+    }
 }
 
 /// Waits for `child` at most `limit`; kills it and returns None when it is still running then.
