@@ -375,7 +375,9 @@ fn settings_differ(there: &serde_json::Value, ours: &serde_json::Value) -> Optio
         for (key, value) in fields {
             let old = there.get(section).and_then(|s| s.get(key)).cloned().unwrap_or_default();
             if old != *value {
-                return Some(format!("setting {section}.{key} ({old} there, {value} now)"));
+                // People are a step over the run's files: no re-harvest is needed for them.
+                let hint = if section == "people" { "; `episode-run people` re-groups a run without harvesting it again" } else { "" };
+                return Some(format!("setting {section}.{key} ({old} there, {value} now{hint})"));
             }
         }
     }
@@ -489,6 +491,10 @@ mod tests {
         let a = identity(4);
         assert_eq!(a.differs(&a.clone(), None), None);
         assert_eq!(a.differs(&identity(1), None).unwrap(), "setting sampling.stride (4 there, 1 now)");
+        let mut p = a.clone();
+        p.settings["people"] = json!({"threshold": 0.5});
+        let there = RunIdentity { settings: json!({"sampling": {"stride": 4}, "quality": {"min_face": 20.0}, "people": {"threshold": 0.4}}), ..a.clone() };
+        assert!(there.differs(&p, None).unwrap().contains("people.threshold (0.4 there, 0.5 now; `episode-run people` re-groups"));
         let mut b = a.clone();
         b.input.mtime_ns = 6;
         assert_eq!(a.differs(&b, None).unwrap(), "input (/v/a.mp4 there)");
