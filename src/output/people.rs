@@ -86,10 +86,11 @@ pub fn apply(dir: &Path, params: &PeopleParams, facts: RunFacts) -> Result<Peopl
         };
         let best = m.iter().copied().max_by(|&a, &b| rank(a).total_cmp(&rank(b)).then(tracks[b].best_face_id.cmp(&tracks[a].best_face_id))).unwrap_or(m[0]);
         let mut intervals: Vec<(f64, f64)> = m.iter().map(|&i| spans[i]).collect();
+        let identity = people::person_identity(m.iter().map(|&i| tracks[i].identity.as_ref()));
         persons.push(PersonRecord {
             person_id: pid,
-            name: None,
-            identity: people::person_identity(m.iter().map(|&i| tracks[i].identity.as_ref())),
+            name: identity.as_ref().and_then(|i| i.name.clone()),
+            identity,
             n_tracks: m.len() as u64,
             n_faces: m.iter().map(|&i| tracks[i].n_faces).sum(),
             n_embedded: m.iter().map(|&i| tracks[i].n_embedded).sum(),
@@ -101,9 +102,6 @@ pub fn apply(dir: &Path, params: &PeopleParams, facts: RunFacts) -> Result<Peopl
             best_track_id: tracks[best].track_id,
             embedding_row: pid,
         });
-    }
-    for p in &mut persons {
-        p.name = p.identity.as_ref().and_then(|i| i.name.clone());
     }
 
     write_crops(dir, &persons)?;
