@@ -1,7 +1,8 @@
 # The two commands of the README. Both install what is missing first and are safe to re-run.
 SHELL := /bin/bash
 export CARGO_INCREMENTAL ?= 0
-DEMO_VIDEO := .deps/media/astronaut_pan.mp4
+DEMO_VIDEO := .deps/media/demo_people.mp4
+DEMO_CAST := .deps/media/demo_cast
 DEMO_OUT := runs/demo
 
 .PHONY: setup build demo test
@@ -15,10 +16,11 @@ build: setup
 	cargo build --release
 
 demo: build
-	./target/release/episode-run harvest $(DEMO_VIDEO) --stride 2 --out $(DEMO_OUT)
+	./target/release/episode-run harvest $(DEMO_VIDEO) --stride 2 --seeds $(DEMO_CAST) --out $(DEMO_OUT)
 	@echo
-	@echo "outputs in $(DEMO_OUT)/: faces.jsonl embeddings.npy manifest.json progress.json"
-	@echo "try: head -n 2 $(DEMO_OUT)/faces.jsonl; jq .counts $(DEMO_OUT)/manifest.json"
+	@echo "outputs in $(DEMO_OUT)/: faces.jsonl embeddings.npy people.jsonl manifest.json progress.json"
+	@echo "try: jq -c '{person_id, name, screen_time_s}' $(DEMO_OUT)/people.jsonl; jq .counts $(DEMO_OUT)/manifest.json"
+	@echo "report: $(abspath $(DEMO_OUT))/report.html"
 
 test: setup
 	@if cargo nextest --version >/dev/null 2>&1; then \

@@ -25,6 +25,9 @@ pub enum Command {
     /// track_embeddings.npy, without decoding the video again; rewrites people.jsonl,
     /// people_embeddings.npy, crops/person_*.jpg and the person_id fields.
     People(PeopleArgs),
+    /// Render a run folder's report.html again from its files alone (any run: old, interrupted
+    /// or failed ones show what their files hold).
+    Report(ReportArgs),
     /// Measure the model floor of a completed run: the time ONNX Runtime alone needs for its
     /// detector on every sampled frame and its embedder on every embedded crop (best batch
     /// size). Prints JSON; used by scripts/bench.
@@ -141,6 +144,9 @@ pub struct HarvestArgs {
     /// No progress bar or summary on stderr (warnings and errors still print).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Do not write report.html at the end (`episode-run report` makes it later).
+    #[arg(long)]
+    pub no_report: bool,
     /// `text` (human lines) or `json` (one JSON object per event on stderr).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t)]
     pub log_format: crate::log::Format,
@@ -190,6 +196,15 @@ pub struct PeopleArgs {
     /// Compute threads for the seed photos [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run folder (a harvest's out dir).
+    pub run_dir: PathBuf,
+    /// Where to write the page [default: RUN_DIR/report.html].
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 impl HarvestArgs {

@@ -339,6 +339,8 @@ pub struct HarvestConfig {
     pub embedder: PathBuf,
     pub ort_lib: PathBuf,
     pub quiet: bool,
+    /// Write `report.html` when the run ends (`--no-report` skips it).
+    pub report: bool,
     /// Cast photos to name faces and tracks after (`--seeds`).
     pub seeds: Option<PathBuf>,
     /// Harvest even when the out dir holds this run completed, or replace a different run.
@@ -417,6 +419,7 @@ impl HarvestConfig {
             embedder,
             ort_lib,
             quiet: args.quiet,
+            report: !args.no_report,
             seeds: args.seeds.clone(),
             force: args.force,
             resume: args.resume,
@@ -633,6 +636,12 @@ mod tests {
         let cfg = HarvestConfig::from_args(&args(&["--config", file.to_str().unwrap(), "--stride", "4"])).unwrap();
         assert_eq!(cfg.settings.sampling.stride, 4);
         assert_eq!(cfg.settings.quality.min_face, 50.0);
+    }
+
+    #[test]
+    fn a_report_is_written_unless_told_not_to() {
+        assert!(HarvestConfig::from_args(&args(&[])).unwrap().report);
+        assert!(!HarvestConfig::from_args(&args(&["--no-report"])).unwrap().report);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod onnx;
 pub mod output;
 pub mod people;
 pub mod pipeline;
+pub mod report;
 pub mod run_dir;
 #[cfg(feature = "s3")]
 pub mod s3;

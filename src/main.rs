@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Harvest(args) => commands::harvest::run(args),
         Command::Identify(args) => commands::identify::run(args),
         Command::People(args) => commands::people::run(args),
+        Command::Report(args) => commands::report::run(args),
         Command::Upload(args) => commands::upload::run(args),
         Command::Floor(args) => commands::floor::run(args),
     };

@@ -31,6 +31,8 @@ pub const TRACK_EMBEDDINGS: &str = "track_embeddings.npy";
 pub const PEOPLE: &str = "people.jsonl";
 pub const PEOPLE_EMBEDDINGS: &str = "people_embeddings.npy";
 pub const CROPS: &str = "crops";
+/// The page that shows a run (`episode-run report`); made from the other files, never read.
+pub const REPORT: &str = "report.html";
 pub const CHECKPOINT: &str = "checkpoint.json";
 /// Where an upload records its unfinished multipart uploads.
 pub const UPLOAD_STATE: &str = ".upload-state.json";
@@ -42,6 +44,16 @@ pub const SHOTS_SO_FAR: &str = ".shots-so-far.partial";
 pub const BEST_FACES: &str = ".best-faces.partial";
 /// The ownership marker, and the file the lock is taken on.
 pub const MARKER: &str = ".episode-run";
+
+/// A track's crop in `crops/`.
+pub fn track_crop(track_id: u64) -> String {
+    format!("track_{track_id}.jpg")
+}
+
+/// A person's crop in `crops/` (a copy of its best track's).
+pub fn person_crop(person_id: u64) -> String {
+    format!("person_{person_id}.jpg")
+}
 
 /// The result files a run publishes, besides `crops/` and the manifest that vouches for them.
 const RESULTS: [&str; 8] = [FACES, EMBEDDINGS, TIMINGS, SHOTS, TRACKS, TRACK_EMBEDDINGS, PEOPLE, PEOPLE_EMBEDDINGS];
@@ -218,7 +230,7 @@ pub fn clear_results(dir: &Path) -> Result<(), RunDirError> {
     remove_file(&dir.join(MANIFEST))?;
     // The manifest's removal reaches the disk before anything of the new run does.
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("sync", dir))?;
-    for name in RESULTS.iter().chain([&UPLOAD_STATE]) {
+    for name in RESULTS.iter().chain([&REPORT, &UPLOAD_STATE]) {
         remove_file(&dir.join(name))?;
         remove_file(&partial_name(&dir.join(name)))?;
     }

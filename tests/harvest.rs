@@ -237,7 +237,7 @@ fn packing_frames_and_the_memory_bound_keep_results() {
 fn output_bytes(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     files_under(dir)
         .into_iter()
-        .filter(|(name, _)| !matches!(name.as_str(), "manifest.json" | "progress.json" | "timings.jsonl"))
+        .filter(|(name, _)| !matches!(name.as_str(), "manifest.json" | "progress.json" | "timings.jsonl" | "report.html"))
         .map(|(name, p)| (name, std::fs::read(p).unwrap()))
         .collect()
 }

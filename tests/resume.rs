@@ -123,6 +123,8 @@ fn ctrl_c_then_the_same_command_resumes_to_identical_outputs() {
     let o = kill_at(spawn(&hamilton(), &out, &["--stride", "2", "--threads", "1"], None), &out, 100, libc::SIGINT);
     assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join("checkpoint.json").is_file());
+    let report = || std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report().contains("class=\"banner warn\" id=\"status\">Interrupted after"), "an interrupted run's report says so at the top");
 
     // A different setting is refused, naming it; the stopped run is untouched.
     let o = harvest(&hamilton(), &out, &["--stride", "4"]);
@@ -135,6 +137,7 @@ fn ctrl_c_then_the_same_command_resumes_to_identical_outputs() {
     assert!(stderr.contains("resuming"), "{stderr}");
     assert_same(&reference, &out);
     assert_eq!(Run::load(&out).manifest["status"], "done");
+    assert!(!report().contains("class=\"banner"), "the resumed run's report is a done run's");
 }
 
 #[test]

@@ -38,6 +38,7 @@ pub fn identify(cfg: &IdentifyConfig) -> Result<IdentifySummary, Error> {
     let recorded = output::people::recorded_params(&cfg.run_dir)?;
     let summary = rename_all(cfg)?;
     output::people::recluster(&cfg.run_dir, &recorded)?;
+    crate::report::refresh(&cfg.run_dir)?;
     Ok(summary)
 }
 

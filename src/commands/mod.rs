@@ -11,6 +11,7 @@ mod remote;
 #[cfg(not(feature = "s3"))]
 #[path = "remote_none.rs"]
 mod remote;
+pub mod report;
 pub mod upload;
 
 /// How a command ended when it did not fail.
@@ -41,6 +42,8 @@ pub enum Error {
     Output(#[from] crate::output::OutputError),
     #[error(transparent)]
     People(#[from] crate::output::people::PeopleError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error(transparent)]
     Onnx(#[from] crate::onnx::OnnxError),
     #[error(transparent)]

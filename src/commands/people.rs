@@ -17,6 +17,7 @@ pub fn run(args: &PeopleArgs) -> Result<Outcome, Error> {
         super::identify::rename_all(identify)?;
     }
     let s = recluster(&cfg.run_dir, &cfg.people)?;
+    crate::report::refresh(&cfg.run_dir)?;
     let unassigned = s.unassigned_no_embedding + s.unassigned_short;
     eprintln!("{} tracks grouped into {} people ({} tracks in no person) in {:.2} s", s.tracks, s.people, unassigned, s.wall_s);
     Ok(Outcome::Done)

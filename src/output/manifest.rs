@@ -74,6 +74,9 @@ pub struct Counts {
     pub faces_embedded: u64,
     pub faces_skipped: BTreeMap<SkipReason, u64>,
     pub embed_calls: u64,
+    /// Embedder calls by the crops they held: `{"12": 40}` is 40 calls of 12 crops.
+    #[serde(default)]
+    pub embed_call_crops: BTreeMap<u64, u64>,
     pub frames_failed: u64,
     /// Frames whose crops exceeded the memory bound and were embedded in several calls.
     pub frames_split_for_memory: u64,

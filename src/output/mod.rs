@@ -62,6 +62,10 @@ pub struct TimingRecord {
     pub align_ms: f64,
     pub embed_ms: f64,
     pub faces: u64,
+    /// Seconds from when this process began harvesting (its models loaded) to when the frame
+    /// was written: decoded fps over the run. A resumed run's later process starts again at 0.
+    #[serde(default)]
+    pub elapsed_s: f64,
 }
 
 /// One row of `shots.jsonl`: a run of frames between two cuts.

@@ -147,9 +147,9 @@ fn write_crops(dir: &Path, people: &[PersonRecord]) -> Result<(), PeopleError> {
         }
     }
     for p in people {
-        let from = crops.join(format!("track_{}.jpg", p.best_track_id));
+        let from = crops.join(crate::run_dir::track_crop(p.best_track_id));
         if let Ok(bytes) = std::fs::read(&from) {
-            super::write_atomic(&crops.join(format!("person_{}.jpg", p.person_id)), &bytes)?;
+            super::write_atomic(&crops.join(crate::run_dir::person_crop(p.person_id)), &bytes)?;
         }
     }
     Ok(())

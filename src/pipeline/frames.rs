@@ -75,7 +75,9 @@ pub struct EmbeddedFrame {
     pub t: f64,
     pub shot: u64,
     pub faces: Vec<FaceOut>,
-    pub embed_calls: u64,
+    /// The crops of each embedder call this frame began (a call packs whole frames, and is
+    /// counted at its first).
+    pub embed_calls: Vec<u64>,
     pub timing: FrameTiming,
     pub decode: DecodeState,
     pub closed_shots: Vec<ShotRecord>,

@@ -181,7 +181,7 @@ fn run_job(models: &mut Models, job: Job, gates: &Quality) -> Result<Done, Harve
 fn detected(frame: SampledFrame, faces: Vec<FaceOut>, timing: FrameTiming) -> EmbeddedFrame {
     let SampledFrame { idx, t, shot, carry, .. } = frame;
     let Carry { decode_ms, decode, closed_shots, issues } = carry;
-    EmbeddedFrame { idx, t, shot, faces, embed_calls: 0, timing: FrameTiming { decode_ms, ..timing }, decode, closed_shots, issues }
+    EmbeddedFrame { idx, t, shot, faces, embed_calls: Vec::new(), timing: FrameTiming { decode_ms, ..timing }, decode, closed_shots, issues }
 }
 
 /// A frame whose crops are not all embedded yet; `passed` indexes its faces to embed.
@@ -310,7 +310,7 @@ impl Coordinator {
             }
         }
         if let Some(w) = call.first().and_then(|p| self.waiting.iter_mut().find(|w| w.frame.idx == p.frame)) {
-            w.frame.embed_calls += 1;
+            w.frame.embed_calls.push(crops.len() as u64);
         }
         let id = self.next_call;
         self.next_call += 1;
@@ -475,7 +475,8 @@ mod tests {
                 }
                 assert_eq!(frame.decode.next_frame, frame.idx + 1, "what the frame carried stays with it");
             }
-            let calls: u64 = out.iter().map(|f| f.embed_calls).sum();
+            let calls: u64 = out.iter().map(|f| f.embed_calls.len() as u64).sum();
+            assert!(out.iter().flat_map(|f| &f.embed_calls).all(|&n| n == 2 || n == batch_size as u64), "{batch_size}");
             assert_eq!(calls, if batch_size == 1 { 12 } else { 6 }, "batch {batch_size}: two crops per frame, packed up to the batch size");
         }
     }

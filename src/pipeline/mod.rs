@@ -125,7 +125,21 @@ pub fn harvest(cfg: &HarvestConfig) -> Result<HarvestSummary, HarvestError> {
         // Best effort: the failure itself may be a full or vanished disk.
         let _ = failed.write_last(&cfg.out_dir.join(run_dir::PROGRESS));
     }
+    if cfg.report {
+        write_report(&cfg.out_dir, result.is_ok());
+    }
     result
+}
+
+/// The run's `report.html`, for every run that got under way (done, interrupted or failed). One
+/// that cannot be written is a warning after a run that ended well (its results stand without
+/// it), and nothing after a failed one: the failure is the one line that run prints.
+fn write_report(dir: &std::path::Path, warn: bool) {
+    if let Err(e) = crate::report::write(dir, None) {
+        if warn {
+            log::event("warning", Some(&format!("warning: no {}: {e}", run_dir::REPORT)), serde_json::json!({}));
+        }
+    }
 }
 
 fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<Checkpoint>) -> Result<HarvestSummary, HarvestError> {

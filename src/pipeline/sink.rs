@@ -3,6 +3,7 @@
 //! Runs on the calling thread of the pipeline; it owns no threads or channels itself.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use ndarray::Array2;
 
@@ -12,6 +13,7 @@ use super::spill::{BestRef, ClosedTrack, Restored, Spill, SpillLengths};
 use crate::identify::{Gallery, MatchParams};
 use crate::output::manifest::{Counts, Timings};
 use crate::output::{self, CropsDir, FaceRecord, OutputError, Position, RunWriter, ShotRecord, TimingRecord, TrackRecord};
+use crate::run_dir;
 use crate::track::summary::{side_by_side, BestFace, FaceInTrack, TrackSummary};
 use crate::track::{TrackInput, TrackParams, Tracker};
 use crate::video::DecodeIssue;
@@ -31,6 +33,8 @@ pub struct Sink<'a> {
     /// Shots closed before the last frame pushed, and decode problems met so far.
     shots: Vec<ShotRecord>,
     issues: Vec<DecodeIssue>,
+    /// When this process began harvesting: each timing row's `elapsed_s`.
+    started: Instant,
 }
 
 impl SinkState {
@@ -92,6 +96,7 @@ impl<'a> Sink<'a> {
             next_face: 0,
             shots: Vec::new(),
             issues: Vec::new(),
+            started: Instant::now(),
         };
         if let Some((state, restored)) = resume {
             for OpenTrack { mut summary, best } in state.open {
@@ -123,7 +128,7 @@ impl<'a> Sink<'a> {
             if let Some(b) = s.best.as_mut() {
                 // Saved as the crop it will be; from now on the track needs only that file.
                 if let Some((aligned, context)) = b.images.take() {
-                    let jpeg = output::encode_jpeg(&side_by_side(aligned.as_ref(), &context), &self.crops.path(&crop_name(id)))?;
+                    let jpeg = output::encode_jpeg(&side_by_side(aligned.as_ref(), &context), &self.crops.path(&run_dir::track_crop(id)))?;
                     self.spill.save_best(b.face_id, &jpeg)?;
                 }
             }
@@ -164,13 +169,17 @@ impl<'a> Sink<'a> {
             align_ms: r(t.align_ms),
             embed_ms: r(t.embed_ms),
             faces: frame.faces.len() as u64,
+            elapsed_s: output::round_t(self.started.elapsed().as_secs_f64()),
         })?;
         if self.shot.is_some_and(|s| s != frame.shot) {
             let ended = self.tracker.end_all();
             self.close(&ended)?;
         }
         self.shot = Some(frame.shot);
-        self.counts.embed_calls += frame.embed_calls;
+        for &crops in &frame.embed_calls {
+            self.counts.embed_calls += 1;
+            *self.counts.embed_call_crops.entry(crops).or_default() += 1;
+        }
 
         let inputs: Vec<TrackInput> =
             frame.faces.iter().map(|f| TrackInput { bbox: f.det.bbox, score: f.det.score, embedding: f.embedding.as_deref() }).collect();
@@ -238,7 +247,7 @@ impl<'a> Sink<'a> {
             let Some(mut summary) = self.open.remove(id) else { continue };
             // A track exists only once a face was added, so it always has a best face.
             let Some(best) = summary.best.take() else { continue };
-            let path = self.crops.path(&crop_name(*id));
+            let path = self.crops.path(&run_dir::track_crop(*id));
             match &best.images {
                 Some((aligned, context)) => output::write_jpeg_atomic(&path, &side_by_side(aligned.as_ref(), context))?,
                 None => self.spill.place_best(&BestRef { rank: best.rank, face_id: best.face_id }, &path)?,
@@ -303,11 +312,6 @@ pub struct Finished {
     pub shots: Vec<ShotRecord>,
     pub issues: Vec<DecodeIssue>,
     pub timings: Timings,
-}
-
-/// The crop file of a track.
-fn crop_name(track_id: u64) -> String {
-    format!("track_{track_id}.jpg")
 }
 
 /// A decode problem as a structured event (JSON logs only; text gets one summary line).

@@ -57,8 +57,8 @@ impl Job {
     }
 }
 
-/// The files the manifest of the completed run in `run_dir` lists, then `progress.json`, then
-/// the manifest that vouches for them, each under `prefix`. Nothing else in the folder is sent:
+/// The files the manifest of the completed run in `run_dir` lists, its `report.html` when there,
+/// then `progress.json`, then the manifest that vouches for them, each under `prefix`. Nothing else in the folder is sent:
 /// every listed name must be a plain relative path to a regular file (not a link) inside it.
 pub(super) fn run_jobs(run_dir: &Path, prefix: &S3Url) -> Result<Vec<Job>, S3Error> {
     let not_a_run = |why: String| S3Error::NotARun { path: run_dir.to_path_buf(), why };
@@ -68,6 +68,9 @@ pub(super) fn run_jobs(run_dir: &Path, prefix: &S3Url) -> Result<Vec<Job>, S3Err
         return Err(not_a_run(format!("its manifest says the run is \"{}\", not done", manifest.status)));
     }
     let mut files = manifest.files.clone();
+    if run_dir.join(crate::run_dir::REPORT).is_file() {
+        files.push(crate::run_dir::REPORT.to_string());
+    }
     files.extend([crate::run_dir::PROGRESS, crate::run_dir::MANIFEST].map(str::to_string));
     files
         .iter()

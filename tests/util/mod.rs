@@ -250,6 +250,11 @@ fn check_people(dir: &Path, manifest: &serde_json::Value, faces: &[serde_json::V
             assert!(other.is_none_or(|o| o == f["track_id"]), "person {p} holds two tracks in frame {}", f["frame_idx"]);
         }
     }
+    // The report shows the same people and tracks (tests/report.rs opens it in a browser).
+    let report = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
+    assert_eq!(report.matches("<article class=\"person\" data-person=").count(), people.len(), "one report card per person");
+    let with_person = tracks.iter().filter(|t| !t["person_id"].is_null()).count();
+    assert_eq!(report.matches("<rect class=\"bar\" data-track=").count(), with_person, "one timeline bar per track in a person");
 }
 
 /// Waits for `child` at most `limit`; kills it and returns None when it is still running then.
@@ -266,4 +271,86 @@ pub fn wait_or_kill(child: &mut std::process::Child, limit: std::time::Duration)
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// What headless Chromium (Debian's, installed by set-up) saw of a page opened from disk.
+pub struct Browsed {
+    /// The DOM after the load event, serialised.
+    pub dom: String,
+    /// Console messages (errors, exceptions, logs): a clean page has none.
+    pub console: Vec<String>,
+    /// Network requests the page made (not the browser's own background ones), by URL.
+    pub requests: Vec<String>,
+    /// Milliseconds from navigation to the load event, as the page recorded it.
+    pub load_ms: Option<u64>,
+}
+
+/// Flags for a browser with no network: every host resolves to nothing and every request
+/// goes to a proxy that is not there; no background services, a throw-away profile.
+fn chromium(profile: &Path) -> Command {
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--proxy-server=127.0.0.1:9",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--disable-default-apps",
+        "--no-first-run",
+    ]);
+    cmd.arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
+fn file_url(page: &Path) -> String {
+    format!("file://{}", std::fs::canonicalize(page).unwrap().display())
+}
+
+/// Opens `page` from `file://` and returns its DOM, console and network use.
+pub fn open_in_chromium(page: &Path) -> Browsed {
+    let tmp = tempfile::tempdir().unwrap();
+    let netlog = tmp.path().join("net.json");
+    let o = chromium(&tmp.path().join("profile"))
+        .arg(format!("--log-net-log={}", netlog.display()))
+        .arg("--dump-dom")
+        .arg(file_url(page))
+        .output()
+        .expect("chromium (installed by scripts/setup)");
+    assert!(o.status.success(), "chromium: {}", String::from_utf8_lossy(&o.stderr));
+    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
+    let console = String::from_utf8_lossy(&o.stderr).lines().filter(|l| l.contains(":CONSOLE")).map(str::to_string).collect();
+    // The page's own requests carry its file:// origin as their network isolation key.
+    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(&netlog).unwrap()).unwrap();
+    let mut requests: Vec<String> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["params"]["network_isolation_key"].as_str().is_some_and(|k| k.contains("file://")))
+        .filter_map(|e| e["params"]["url"].as_str())
+        .filter(|u| !u.starts_with("file:") && !u.starts_with("data:"))
+        .map(str::to_string)
+        .collect();
+    requests.dedup();
+    let load_ms = dom.split("data-load-ms=\"").nth(1).and_then(|s| s.split('"').next()).and_then(|s| s.parse().ok());
+    Browsed { dom, console, requests, load_ms }
+}
+
+/// A `width`×`height` screenshot of `page`, as RGB pixels.
+pub fn screenshot(page: &Path, png: &Path, width: u32, height: u32) -> image::RgbImage {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = chromium(&tmp.path().join("profile"))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(file_url(page))
+        .output()
+        .expect("chromium (installed by scripts/setup)");
+    assert!(o.status.success(), "chromium: {}", String::from_utf8_lossy(&o.stderr));
+    image::open(png).unwrap().to_rgb8()
 }
