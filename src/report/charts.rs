@@ -24,10 +24,11 @@ pub fn mmss(t: f64) -> String {
     }
 }
 
-/// A length of time: `4.9 s` under a minute, else `m:ss`.
+/// A length of time as `m:ss`, with tenths under a minute (`0:04.9`), where whole seconds
+/// would make short appearances look alike.
 pub fn duration(t: f64) -> String {
     if t < 59.95 {
-        format!("{t:.1} s")
+        mmss_tenths(t + 0.05)
     } else {
         mmss(t.round())
     }
@@ -208,6 +209,11 @@ pub const BAR_MAX: f64 = 600.0;
 /// Bars for `(label, value, shown value, colour)` rows, scaled to the largest value.
 pub fn bars(rows: Vec<(String, f64, String, String)>) -> Bars {
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max);
+    bars_to(rows, max)
+}
+
+/// Bars scaled so that `max` is the longest: a chart continued from another keeps its scale.
+pub fn bars_to(rows: Vec<(String, f64, String, String)>, max: f64) -> Bars {
     let scale = if max > 0.0 { BAR_MAX / max } else { 0.0 };
     let bars: Vec<Bar> = rows
         .into_iter()
@@ -253,7 +259,7 @@ mod tests {
         assert_eq!((n(3.0), n(2.25), n(-0.04), n(1234.56)), ("3".into(), "2.3".into(), "0".into(), "1234.6".into()));
         assert_eq!((mmss(0.0), mmss(59.9), mmss(61.0), mmss(3725.0)), ("0:00".into(), "0:59".into(), "1:01".into(), "1:02:05".into()));
         assert_eq!(mmss_tenths(61.27), "1:01.2");
-        assert_eq!((duration(4.97), duration(59.97), duration(754.4)), ("5.0 s".into(), "1:00".into(), "12:34".into()));
+        assert_eq!((duration(4.97), duration(59.97), duration(754.4)), ("0:05.0".into(), "1:00".into(), "12:34".into()));
         assert_eq!((short(4.0), short(0.126), short(12.34), short(0.5)), ("4".into(), "0.13".into(), "12.3".into(), "0.5".into()));
     }
 
@@ -296,6 +302,7 @@ mod tests {
         assert_eq!(b.bars.iter().map(|b| b.w.as_str()).collect::<Vec<_>>(), ["600", "300", "0"]);
         assert_eq!(b.height, "66");
         assert!(bars(vec![]).empty);
+        assert_eq!(bars_to(vec![("d".into(), 1.0, "1".into(), "#333".into())], 4.0).bars[0].w, "150", "on another chart's scale");
     }
 
     #[test]

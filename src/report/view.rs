@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 
-use super::charts::{self, bars, colour, histogram, line, mmss, mmss_tenths, n, short, Bars, Columns, Line, Tick, WIDTH};
+use super::charts::{self, bars, bars_to, colour, histogram, line, mmss, mmss_tenths, n, short, Bars, Columns, Line, Tick, WIDTH};
 use super::load::{Person, RunFiles, Track};
 use crate::run_dir;
 
@@ -134,7 +134,8 @@ pub struct Page {
     pub more_cards: Vec<Card>,
     pub timeline: Option<Timeline>,
     pub screen: Bars,
-    pub screen_more: Option<String>,
+    /// The rest of the people, folded, on the same scale.
+    pub screen_more: Bars,
     pub contact: Vec<ContactRow>,
     pub contact_note: Option<String>,
     pub skipped: Bars,
@@ -413,19 +414,12 @@ pub fn build(f: &RunFiles) -> Page {
         }
     });
 
-    let screen = bars(
-        ranked
-            .iter()
-            .take(SCREEN_BARS)
-            .map(|(rank, p)| {
-                (person_label(p), p.screen_time_s, format!("{} · {}", charts::duration(p.screen_time_s), pct(p.screen_time_s, duration)), colour(*rank))
-            })
-            .collect(),
-    );
-    let screen_more = (ranked.len() > SCREEN_BARS).then(|| {
-        let rest: f64 = ranked[SCREEN_BARS..].iter().map(|(_, p)| p.screen_time_s).sum();
-        format!("and {} more people with {} of screen time between them", ranked.len() - SCREEN_BARS, charts::duration(rest))
-    });
+    let screen_row = |(rank, p): &(usize, &Person)| {
+        (person_label(p), p.screen_time_s, format!("{} · {}", charts::duration(p.screen_time_s), pct(p.screen_time_s, duration)), colour(*rank))
+    };
+    let screen = bars(ranked.iter().take(SCREEN_BARS).map(screen_row).collect());
+    let top = ranked.first().map_or(0.0, |(_, p)| p.screen_time_s);
+    let screen_more = bars_to(ranked.iter().skip(SCREEN_BARS).map(screen_row).collect(), top);
 
     let more_cards = cards.split_off(cards.len().min(LARGE_CARDS));
     let cards_dropped = budget.dropped;
