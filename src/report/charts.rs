@@ -51,6 +51,15 @@ pub fn colour(rank: usize) -> String {
     }
 }
 
+/// `label` cut to `max` characters with an ellipsis, to fit beside a chart (the full text goes
+/// in a hover title).
+pub fn clip(label: &str, max: usize) -> String {
+    match label.char_indices().nth(max.saturating_sub(1)) {
+        Some((i, _)) if label.chars().count() > max => format!("{}…", &label[..i]),
+        _ => label.to_string(),
+    }
+}
+
 /// "Nice" tick positions over `lo..=hi`: about `target` steps of 1, 2 or 5 × 10^k.
 pub fn ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) || !lo.is_finite() || !hi.is_finite() {
@@ -189,6 +198,8 @@ pub struct Bar {
     /// Where the value's text starts, right of the bar.
     pub vx: String,
     pub label: String,
+    /// `label` as drawn, cut to fit left of the bar.
+    pub short: String,
     pub value: String,
     pub colour: String,
 }
@@ -220,7 +231,7 @@ pub fn bars_to(rows: Vec<(String, f64, String, String)>, max: f64) -> Bars {
         .enumerate()
         .map(|(i, (label, v, value, colour))| {
             let w = (v * scale).max(if v > 0.0 { 1.0 } else { 0.0 });
-            Bar { y: n(i as f64 * ROW), w: n(w), vx: n(BAR_X + w + 6.0), label, value, colour }
+            Bar { y: n(i as f64 * ROW), w: n(w), vx: n(BAR_X + w + 6.0), short: clip(&label, 34), label, value, colour }
         })
         .collect();
     Bars { height: n(bars.len() as f64 * ROW), empty: bars.is_empty(), bars }
@@ -259,6 +270,7 @@ mod tests {
         assert_eq!((n(3.0), n(2.25), n(-0.04), n(1234.56)), ("3".into(), "2.3".into(), "0".into(), "1234.6".into()));
         assert_eq!((mmss(0.0), mmss(59.9), mmss(61.0), mmss(3725.0)), ("0:00".into(), "0:59".into(), "1:01".into(), "1:02:05".into()));
         assert_eq!(mmss_tenths(61.27), "1:01.2");
+        assert_eq!((clip("abcdef", 4), clip("abcd", 4), clip("ééééé", 3)), ("abc…".into(), "abcd".into(), "éé…".into()));
         assert_eq!((duration(4.97), duration(59.97), duration(754.4)), ("0:05.0".into(), "1:00".into(), "12:34".into()));
         assert_eq!((short(4.0), short(0.126), short(12.34), short(0.5)), ("4".into(), "0.13".into(), "12.3".into(), "0.5".into()));
     }

@@ -79,6 +79,8 @@ pub struct TBar {
 pub struct Lane {
     pub y: String,
     pub label: String,
+    /// `label` as drawn in the lane's gutter.
+    pub short: String,
     pub colour: String,
     pub bars: Vec<TBar>,
 }
@@ -326,7 +328,7 @@ fn lanes(people: &[(usize, &Person)], by_person: &BTreeMap<u64, Vec<&Track>>, x:
                     }
                 })
                 .collect();
-            Lane { y: n(i as f64 * LANE), label, colour: colour(*rank), bars }
+            Lane { y: n(i as f64 * LANE), short: charts::clip(&label, 22), label, colour: colour(*rank), bars }
         })
         .collect()
 }
