@@ -57,6 +57,7 @@ pub struct Person {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Shot {
+    pub shot: u64,
     pub t_start: f64,
     pub t_end: f64,
 }

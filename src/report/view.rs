@@ -3,12 +3,13 @@
 //! deterministic (the same folder gives the same page) and bounded: crops are shrunk and
 //! capped by a byte budget, lanes past the first few are folded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine;
 
 use super::charts::{self, bars, bars_to, colour, histogram, line, mmss, mmss_tenths, n, short, Bars, Columns, Line, Tick, WIDTH};
 use super::load::{Person, RunFiles, Track};
+use crate::people::{intervals, RunFacts, Seen};
 use crate::run_dir;
 
 /// Lanes drawn open in the timeline; the rest are folded under a `<details>`.
@@ -307,8 +308,9 @@ fn facts(f: &RunFiles, people: usize, duration: f64) -> (Vec<Fact>, Vec<ModelRow
     (out, models)
 }
 
-/// Lanes for `people` (in rank order), each with a bar per track, from `y0`.
-fn lanes(people: &[(usize, &Person)], by_person: &BTreeMap<u64, Vec<&Track>>, x: &dyn Fn(f64) -> f64, interval_end: &dyn Fn(&Track) -> f64) -> Vec<Lane> {
+/// Lanes for `people` (in rank order), each with a bar per track over its interval (`spans`,
+/// by track id).
+fn lanes(people: &[(usize, &Person)], by_person: &BTreeMap<u64, Vec<&Track>>, x: &dyn Fn(f64) -> f64, spans: &HashMap<u64, (f64, f64)>) -> Vec<Lane> {
     people
         .iter()
         .enumerate()
@@ -319,7 +321,8 @@ fn lanes(people: &[(usize, &Person)], by_person: &BTreeMap<u64, Vec<&Track>>, x:
                 .into_iter()
                 .flatten()
                 .map(|t| {
-                    let (a, b) = (x(t.t_start), x(interval_end(t)));
+                    let (start, end) = spans.get(&t.track_id).copied().unwrap_or((t.t_start, t.t_end));
+                    let (a, b) = (x(start), x(end));
                     TBar {
                         track_id: t.track_id,
                         x: n(LANE_LABEL + a),
@@ -389,21 +392,17 @@ pub fn build(f: &RunFiles) -> Page {
         })
         .collect();
 
-    // The timeline: a track covers its interval as screen time counts it (one stride past its
-    // last sampled face, within its shot).
+    // The timeline: a track covers its interval as screen time counts it.
     let timeline = (t1 > t0 && !ranked.is_empty()).then(|| {
         let scale = WIDTH / (t1 - t0);
         let x = move |t: f64| (t - t0).clamp(0.0, t1 - t0) * scale;
         let shots = f.shots.as_deref().unwrap_or_default();
-        let step = fps.filter(|r| *r > 0.0).map_or(0.0, |r| stride as f64 / r);
-        let frame = fps.filter(|r| *r > 0.0).map_or(0.0, |r| 1.0 / r);
-        let end = move |t: &Track| {
-            let shot_end = shots.get(t.shot as usize).map_or(f64::INFINITY, |s| s.t_end + frame);
-            (t.t_end + step).min(shot_end).max(t.t_end)
-        };
+        let seen: Vec<Seen> = tracks.iter().map(|t| Seen { shot: t.shot, t_start: t.t_start, t_end: t.t_end }).collect();
+        let shot_ends: Vec<(u64, f64)> = shots.iter().map(|s| (s.shot, s.t_end)).collect();
+        let spans: HashMap<u64, (f64, f64)> = tracks.iter().map(|t| t.track_id).zip(intervals(&seen, &shot_ends, RunFacts::new(stride, fps))).collect();
         let split = ranked.len().min(OPEN_LANES);
-        let open = lanes(&ranked[..split], &by_person, &x, &end);
-        let folded = lanes(&ranked[split..], &by_person, &x, &end);
+        let open = lanes(&ranked[..split], &by_person, &x, &spans);
+        let folded = lanes(&ranked[split..], &by_person, &x, &spans);
         Timeline {
             open_height: n(open.len() as f64 * LANE),
             open_svg: n(open.len() as f64 * LANE + AXIS),
@@ -636,7 +635,7 @@ mod tests {
                 Track { track_id: 5, person_id: Some(1), t_start: 1.0, t_end: 2.0, ..Track::default() },
                 Track { track_id: 6, person_id: None, ..Track::default() },
             ]),
-            shots: Some(vec![super::super::load::Shot { t_start: 0.0, t_end: 10.0 }]),
+            shots: Some(vec![super::super::load::Shot { shot: 0, t_start: 0.0, t_end: 10.0 }]),
             ..RunFiles::default()
         };
         let p = build(&f);
@@ -646,6 +645,27 @@ mod tests {
         let bars: Vec<u64> = t.open.iter().flat_map(|l| &l.bars).map(|b| b.track_id).collect();
         assert_eq!(bars, [5], "one bar per track that has a person");
         assert!(p.notes.is_empty(), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn a_bar_covers_its_track_as_screen_time_counts_it() {
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "config": {"sampling": {"stride": 4}},
+            "input": {"video": {"frame_rate": 10.0}},
+        }))
+        .unwrap();
+        let f = RunFiles {
+            manifest: Some(manifest),
+            people: Some(vec![person(0, None, 1.2)]),
+            tracks: Some(vec![Track { track_id: 0, shot: 0, t_start: 1.0, t_end: 2.0, person_id: Some(0), ..Track::default() }]),
+            shots: Some(vec![super::super::load::Shot { shot: 0, t_start: 0.0, t_end: 2.1 }]),
+            ..RunFiles::default()
+        };
+        let t = build(&f).timeline.unwrap();
+        let bar = &t.open[0].bars[0];
+        // One stride past its last face (2.4 s), cut at its shot's end (2.2 s): the whole 0–2.2 s axis
+        // is 1000 units, so the bar runs from 454.5 to 1000.
+        assert_eq!((bar.x.as_str(), bar.w.as_str()), ("624.5", "545.5"));
     }
 
     #[test]
