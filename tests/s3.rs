@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use episode_run::s3::{S3Options, S3Url, Store};
+use episode_run::s3::{Condition, Put, S3Error, S3Options, S3Url, Store};
 use util::{bin, files_under, hamilton};
 
 const BUCKET: &str = "er-test";
@@ -519,4 +519,47 @@ fn wrong_answers_to_ranged_gets_are_discarded_not_harvested() {
         assert!(!out.exists(), "{mode}: nothing harvested");
         assert_eq!(server.requests().matches("GET").count(), 3, "{mode}: three tries: {}", server.requests());
     }
+}
+
+/// Small objects through the library against the real server: whole reads, listing past one
+/// page, and conditional writes that refuse a second creator and a stale compare-and-swap
+/// (what a season's tasks coordinate with).
+#[test]
+fn small_objects_are_listed_read_and_written_conditionally() {
+    let server = Server::start();
+    let store = server.store();
+    let url = |key: &str| S3Url::parse(&format!("s3://{BUCKET}/{key}")).unwrap();
+    assert_eq!(store.get_bytes(&url("season/absent.json")).unwrap(), None);
+
+    let Put::Written { etag: first } = store.put_bytes(&url("season/lease.json"), b"a".to_vec(), &Condition::IfAbsent).unwrap() else {
+        panic!("the first creator must win")
+    };
+    assert_eq!(store.put_bytes(&url("season/lease.json"), b"b".to_vec(), &Condition::IfAbsent).unwrap(), Put::Refused, "a second creator is refused");
+    let got = store.get_bytes(&url("season/lease.json")).unwrap().unwrap();
+    assert_eq!((got.bytes.as_slice(), got.etag.as_str()), (b"a".as_slice(), first.as_str()));
+
+    let Put::Written { etag: second } = store.put_bytes(&url("season/lease.json"), b"c".to_vec(), &Condition::IfMatch(first.clone())).unwrap() else {
+        panic!("a swap from the current version must win")
+    };
+    assert_ne!(first, second);
+    assert_eq!(store.put_bytes(&url("season/lease.json"), b"d".to_vec(), &Condition::IfMatch(first)).unwrap(), Put::Refused, "a stale swap is refused");
+    assert_eq!(store.get_bytes(&url("season/lease.json")).unwrap().unwrap().bytes, b"c");
+    assert!(matches!(store.put_bytes(&url("season/lease.json"), b"e".to_vec(), &Condition::Always).unwrap(), Put::Written { .. }));
+
+    // More keys than one page of a listing (1,000) holds, in key order, and nothing outside the prefix.
+    for i in 0..1005 {
+        store.put_bytes(&url(&format!("season/ep/{i:04}.json")), vec![b'x'; i % 7], &Condition::Always).unwrap();
+    }
+    let listed = store.list(&url("season/ep/")).unwrap();
+    assert_eq!(listed.len(), 1005);
+    assert_eq!(listed[0].key, "season/ep/0000.json");
+    assert_eq!(listed[1004].key, "season/ep/1004.json");
+    assert_eq!(listed[6].size, 6);
+    store.delete(&url("season/ep/0000.json")).unwrap();
+    store.delete(&url("season/ep/0000.json")).unwrap();
+    assert_eq!(store.list(&url("season/ep/")).unwrap().len(), 1004);
+
+    // A missing bucket is named as such, not mistaken for a missing key.
+    let err = store.get_bytes(&S3Url::parse("s3://no-such-bucket-here/x.json").unwrap()).unwrap_err();
+    assert!(matches!(err, S3Error::NoSuchBucket { .. }), "{err}");
 }

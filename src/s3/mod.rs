@@ -1,5 +1,6 @@
 //! Object storage in and out, for fleets that keep episodes and results in S3: fetch an
-//! `s3://` input into a local cache ([`fetch`]) and upload a completed run ([`upload`]). The AWS
+//! `s3://` input into a local cache ([`fetch`]), upload a completed run ([`upload`]), and read,
+//! list and conditionally write small objects ([`objects`]). The AWS
 //! SDK (and its async runtime) stays inside this module: callers get a blocking [`Store`] and
 //! typed [`S3Error`]s whose messages name the bucket and key, never a secret.
 //!
@@ -8,6 +9,7 @@
 //! path-style addressing for S3-compatible servers.
 
 mod fetch;
+mod objects;
 mod upload;
 
 use std::fmt;
@@ -18,6 +20,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use fetch::Fetched;
+pub use objects::{Condition, Got, Listed, Put};
 pub use upload::{UploadReport, FAULT_AFTER_PARTS_ENV};
 
 /// Requests are tried this many times (with exponential backoff) before an error is final.
