@@ -35,6 +35,88 @@ pub enum Command {
     /// Upload a completed run to S3 (what `harvest --upload` does after harvesting): skips
     /// objects already there with the same SHA-256 and resumes an interrupted multipart upload.
     Upload(UploadArgs),
+    /// Harvest a season with a batch engine (Slurm, Kubernetes, AWS Batch): `plan` the
+    /// episodes once, `run` one per task (index from --index or the engine), `merge` the cast.
+    Season(SeasonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SeasonArgs {
+    #[command(subcommand)]
+    pub command: SeasonCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeasonCommand {
+    /// Write season.json (locally and to OUT/season.json): the episodes in a fixed order, the
+    /// settings and the models' SHA-256 every task must use.
+    Plan(SeasonPlanArgs),
+    /// Harvest one episode of the plan and upload it to OUT/<episode id>/, checkpointing to S3
+    /// as it goes; an episode already complete exits 0 at once.
+    Run(SeasonRunArgs),
+    /// Cluster the episodes' people into the season's cast: OUT/season/ (exit 4 naming the
+    /// indexes when some episodes are not complete).
+    Merge(SeasonMergeArgs),
+}
+
+/// What every season command shares: how to reach S3 and how to talk.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SeasonCommon {
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// No summary lines on stderr (warnings and errors still print).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// `text` (human lines) or `json` (one JSON object per event on stderr).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::log::Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SeasonPlanArgs {
+    /// A list file (one s3:// URL per line, in episode order) or an s3:// prefix whose videos,
+    /// sorted by key, are the episodes.
+    pub source: String,
+    /// The season's prefix, s3://bucket/prefix/.
+    #[arg(long, value_name = "S3_URL")]
+    pub out: String,
+    /// Where the local copy of the plan goes.
+    #[arg(long, value_name = "FILE", default_value = "season.json")]
+    pub plan_file: PathBuf,
+    /// Seconds between a task's checkpoints to S3 [default: 60].
+    #[arg(long, value_name = "S")]
+    pub remote_checkpoint_s: Option<f64>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(flatten)]
+    pub common: SeasonCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct SeasonRunArgs {
+    /// The plan: s3://…/season.json (or a local copy).
+    #[arg(long, value_name = "PLAN")]
+    pub plan: String,
+    /// The episode [default: $JOB_COMPLETION_INDEX, $AWS_BATCH_JOB_ARRAY_INDEX or $SLURM_ARRAY_TASK_ID].
+    #[arg(long, value_name = "N")]
+    pub index: Option<usize>,
+    /// Where the input and the run folder go [default: $XDG_CACHE_HOME/episode-run or ~/.cache/episode-run].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: SeasonCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct SeasonMergeArgs {
+    /// The plan: s3://…/season.json (or a local copy).
+    #[arg(long, value_name = "PLAN")]
+    pub plan: String,
+    /// Where the season's files are written before the upload [default: season/ in the cache dir].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: SeasonCommon,
 }
 
 /// How to reach S3 (shared by `harvest` and `upload`). Credentials, region and the default
@@ -81,16 +163,13 @@ pub struct FloorArgs {
     pub threads: Option<usize>,
 }
 
-#[derive(Debug, Args)]
-pub struct HarvestArgs {
-    /// Video or image file, or an s3://bucket/key object (downloaded once into --cache-dir).
-    pub input: PathBuf,
+/// The flags that shape a harvest's settings, layered over `--config` (shared by `harvest` and
+/// `season plan`, which records them for every task).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SettingsArgs {
     /// Detect on every Nth frame (frame_idx % N == 0).
     #[arg(long, value_name = "N")]
     pub stride: Option<u64>,
-    /// Output directory [default: runs/<input stem>/].
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
     /// Compute threads for the whole process [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -121,9 +200,6 @@ pub struct HarvestArgs {
     /// Do not embed faces whose detector score is below F.
     #[arg(long, value_name = "F")]
     pub det_threshold: Option<f64>,
-    /// Cast photos: DIR/<name>.<jpg|png> or DIR/<name>/*; names faces and tracks.
-    #[arg(long, value_name = "DIR")]
-    pub seeds: Option<PathBuf>,
     /// Let FFmpeg skip non-reference frames: faster decoding, but only reference frames are
     /// sampled (the first at or after each multiple of the stride); frame_idx from timestamps.
     #[arg(long)]
@@ -134,6 +210,20 @@ pub struct HarvestArgs {
     /// Decode and sample every frame with no model at all: measures the decode floor.
     #[arg(long)]
     pub decode_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HarvestArgs {
+    /// Video or image file, or an s3://bucket/key object (downloaded once into --cache-dir).
+    pub input: PathBuf,
+    /// Output directory [default: runs/<input stem>/].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// Cast photos: DIR/<name>.<jpg|png> or DIR/<name>/*; names faces and tracks.
+    #[arg(long, value_name = "DIR")]
+    pub seeds: Option<PathBuf>,
     /// Harvest even if the out dir holds this run completed, or replace a run of something else.
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
@@ -207,7 +297,7 @@ pub struct ReportArgs {
     pub output: Option<PathBuf>,
 }
 
-impl HarvestArgs {
+impl SettingsArgs {
     /// `Some(true)`/`Some(false)` when a batch flag was given, `None` to use the config.
     pub fn batch_embed(&self) -> Option<bool> {
         match (self.batch_embed, self.no_batch_embed) {
@@ -239,8 +329,8 @@ mod tests {
 
     #[test]
     fn skip_nonref() {
-        assert!(harvest(&["--skip-nonref"]).skip_nonref);
-        assert!(!harvest(&[]).skip_nonref);
+        assert!(harvest(&["--skip-nonref"]).settings.skip_nonref);
+        assert!(!harvest(&[]).settings.skip_nonref);
     }
 
     #[test]
@@ -302,8 +392,8 @@ mod tests {
 
     #[test]
     fn stride() {
-        assert_eq!(harvest(&["--stride", "4"]).stride, Some(4));
-        assert_eq!(harvest(&[]).stride, None);
+        assert_eq!(harvest(&["--stride", "4"]).settings.stride, Some(4));
+        assert_eq!(harvest(&[]).settings.stride, None);
         assert!(Cli::try_parse_from(["episode-run", "harvest", "x", "--stride", "-1"]).is_err());
     }
 
@@ -314,40 +404,40 @@ mod tests {
 
     #[test]
     fn threads() {
-        assert_eq!(harvest(&["--threads", "1"]).threads, Some(1));
+        assert_eq!(harvest(&["--threads", "1"]).settings.threads, Some(1));
     }
 
     #[test]
     fn batch_flags_last_one_wins() {
-        assert_eq!(harvest(&[]).batch_embed(), None);
-        assert_eq!(harvest(&["--no-batch-embed"]).batch_embed(), Some(false));
-        assert_eq!(harvest(&["--batch-embed"]).batch_embed(), Some(true));
-        assert_eq!(harvest(&["--batch-embed", "--no-batch-embed"]).batch_embed(), Some(false));
-        assert_eq!(harvest(&["--no-batch-embed", "--batch-embed"]).batch_embed(), Some(true));
+        assert_eq!(harvest(&[]).settings.batch_embed(), None);
+        assert_eq!(harvest(&["--no-batch-embed"]).settings.batch_embed(), Some(false));
+        assert_eq!(harvest(&["--batch-embed"]).settings.batch_embed(), Some(true));
+        assert_eq!(harvest(&["--batch-embed", "--no-batch-embed"]).settings.batch_embed(), Some(false));
+        assert_eq!(harvest(&["--no-batch-embed", "--batch-embed"]).settings.batch_embed(), Some(true));
     }
 
     #[test]
     fn batch_size_and_memory() {
         let h = harvest(&["--batch-size", "16", "--embed-mem-mb", "256"]);
-        assert_eq!((h.batch_size, h.embed_mem_mb), (Some(16), Some(256)));
+        assert_eq!((h.settings.batch_size, h.settings.embed_mem_mb), (Some(16), Some(256)));
     }
 
     #[test]
     fn models() {
         let h = harvest(&["--det-model", "d.onnx", "--embed-model", "e.onnx"]);
-        assert_eq!(h.det_model, Some(PathBuf::from("d.onnx")));
-        assert_eq!(h.embed_model, Some(PathBuf::from("e.onnx")));
+        assert_eq!(h.settings.det_model, Some(PathBuf::from("d.onnx")));
+        assert_eq!(h.settings.embed_model, Some(PathBuf::from("e.onnx")));
     }
 
     #[test]
     fn config() {
-        assert_eq!(harvest(&["--config", "c.toml"]).config, Some(PathBuf::from("c.toml")));
+        assert_eq!(harvest(&["--config", "c.toml"]).settings.config, Some(PathBuf::from("c.toml")));
     }
 
     #[test]
     fn gates() {
         let h = harvest(&["--min-face", "32", "--det-threshold", "0.8"]);
-        assert_eq!((h.min_face, h.det_threshold), (Some(32.0), Some(0.8)));
+        assert_eq!((h.settings.min_face, h.settings.det_threshold), (Some(32.0), Some(0.8)));
     }
 
     #[test]
@@ -366,9 +456,32 @@ mod tests {
 
     #[test]
     fn modes() {
-        assert!(harvest(&["--detect-only"]).detect_only);
-        assert!(harvest(&["--decode-only"]).decode_only);
+        assert!(harvest(&["--detect-only"]).settings.detect_only);
+        assert!(harvest(&["--decode-only"]).settings.decode_only);
         assert!(Cli::try_parse_from(["episode-run", "harvest", "x", "--detect-only", "--decode-only"]).is_err());
+    }
+
+    #[test]
+    fn season_commands() {
+        let parse = |args: &[&str]| match Cli::try_parse_from([&["episode-run", "season"], args].concat()).map(|c| c.command) {
+            Ok(Command::Season(s)) => Some(s.command),
+            _ => None,
+        };
+        let Some(SeasonCommand::Plan(p)) = parse(&["plan", "s3://b-1/in/", "--out", "s3://b-1/s/", "--stride", "4", "--remote-checkpoint-s", "5"]) else {
+            panic!("season plan was not parsed")
+        };
+        assert_eq!((p.source.as_str(), p.out.as_str(), p.settings.stride, p.remote_checkpoint_s), ("s3://b-1/in/", "s3://b-1/s/", Some(4), Some(5.0)));
+        assert_eq!(p.plan_file, PathBuf::from("season.json"));
+        assert!(parse(&["plan", "s3://b-1/in/"]).is_none(), "--out is required");
+        let Some(SeasonCommand::Run(r)) = parse(&["run", "--plan", "s3://b-1/s/season.json", "--index", "3", "-q"]) else {
+            panic!("season run was not parsed")
+        };
+        assert_eq!((r.plan.as_str(), r.index, r.common.quiet), ("s3://b-1/s/season.json", Some(3), true));
+        let Some(SeasonCommand::Run(r)) = parse(&["run", "--plan", "p.json"]) else { panic!("season run was not parsed") };
+        assert_eq!(r.index, None);
+        let Some(SeasonCommand::Merge(m)) = parse(&["merge", "--plan", "p.json", "--work-dir", "w"]) else { panic!("season merge was not parsed") };
+        assert_eq!(m.work_dir, Some(PathBuf::from("w")));
+        assert!(parse(&["merge"]).is_none(), "--plan is required");
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! the runtime library and models are located. Nothing later re-reads flags or files.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{HarvestArgs, IdentifyArgs, PeopleArgs, S3Args, UploadArgs};
+use crate::cli::{HarvestArgs, IdentifyArgs, PeopleArgs, S3Args, SettingsArgs, UploadArgs};
 use crate::detect::DetectParams;
 use crate::identify::MatchParams;
 use crate::track::TrackParams;
@@ -171,6 +172,53 @@ impl Settings {
             return Err(read(std::io::Error::other("larger than 1 MiB")));
         }
         Self::layered(Some((p, &text)))
+    }
+
+    /// The settings a harvest's flags ask for: the defaults, `--config`, then each flag given,
+    /// checked (models and threads still open: [`HarvestConfig`] resolves them on the machine
+    /// that runs).
+    pub fn from_flags(args: &SettingsArgs) -> Result<Self, ConfigError> {
+        let mut s = Settings::from_file(args.config.as_deref())?;
+        if args.skip_nonref {
+            s.sampling.skip_nonref = true;
+        }
+        if let Some(v) = args.stride {
+            s.sampling.stride = v;
+        }
+        if args.detect_only {
+            s.run.mode = Mode::DetectOnly;
+        }
+        if args.decode_only {
+            s.run.mode = Mode::DecodeOnly;
+        }
+        if let Some(v) = args.threads {
+            s.runtime.threads = v;
+        }
+        if let Some(v) = args.batch_embed() {
+            s.embed.batch = v;
+        }
+        if let Some(v) = args.batch_size {
+            s.embed.batch_size = v;
+        }
+        if let Some(v) = args.embed_mem_mb {
+            s.embed.mem_budget_mb = v;
+        }
+        if let Some(v) = args.min_face {
+            s.quality.min_face = v;
+        }
+        if let Some(v) = args.det_threshold {
+            s.quality.det_threshold = v;
+        }
+        s.override_models(args.det_model.as_ref(), args.embed_model.as_ref());
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The model files these settings load on this machine (the installed ones where they
+    /// name none).
+    pub fn installed_models(&self) -> (PathBuf, PathBuf) {
+        let (detector, embedder, _, _) = self.clone().resolve();
+        (detector, embedder)
     }
 
     /// Model paths given on the command line win over the file.
@@ -354,43 +402,55 @@ pub struct HarvestConfig {
     /// Where `s3://` inputs are downloaded to.
     pub cache_dir: PathBuf,
     pub remote: RemoteCfg,
+    /// Called after each checkpoint (see [`CheckpointHook`]).
+    pub after_checkpoint: Option<CheckpointHook>,
+}
+
+/// Called on the writer thread right after each checkpoint is saved, while the run folder holds
+/// exactly what the checkpoint describes, with the out dir and whether the run is stopping on a
+/// signal: how `season run` copies a running harvest to S3.
+#[derive(Clone)]
+pub struct CheckpointHook(pub Arc<CheckpointFn>);
+
+/// See [`CheckpointHook`]: `(out_dir, stopping)`.
+pub type CheckpointFn = dyn Fn(&Path, bool) + Send + Sync;
+
+impl std::fmt::Debug for CheckpointHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckpointHook")
+    }
 }
 
 impl HarvestConfig {
+    /// One episode of a season: the plan's settings on this machine's models and cores, into a
+    /// run folder in the task's cache, quiet (the task tells its own story), `after_checkpoint`
+    /// publishing it as it goes.
+    pub fn for_task(mut settings: Settings, input: PathBuf, out_dir: PathBuf, remote: RemoteCfg, hook: CheckpointHook) -> Result<Self, ConfigError> {
+        settings.validate()?;
+        let (detector, embedder, ort_lib, threads) = settings.resolve();
+        Ok(Self {
+            input,
+            out_dir,
+            settings,
+            threads,
+            detector,
+            embedder,
+            ort_lib,
+            quiet: true,
+            report: true,
+            seeds: None,
+            force: false,
+            resume: false,
+            source: None,
+            upload: None,
+            cache_dir: default_cache_dir(),
+            remote,
+            after_checkpoint: Some(hook),
+        })
+    }
+
     pub fn from_args(args: &HarvestArgs) -> Result<Self, ConfigError> {
-        let mut s = Settings::from_file(args.config.as_deref())?;
-        if args.skip_nonref {
-            s.sampling.skip_nonref = true;
-        }
-        if let Some(v) = args.stride {
-            s.sampling.stride = v;
-        }
-        if args.detect_only {
-            s.run.mode = Mode::DetectOnly;
-        }
-        if args.decode_only {
-            s.run.mode = Mode::DecodeOnly;
-        }
-        if let Some(v) = args.threads {
-            s.runtime.threads = v;
-        }
-        if let Some(v) = args.batch_embed() {
-            s.embed.batch = v;
-        }
-        if let Some(v) = args.batch_size {
-            s.embed.batch_size = v;
-        }
-        if let Some(v) = args.embed_mem_mb {
-            s.embed.mem_budget_mb = v;
-        }
-        if let Some(v) = args.min_face {
-            s.quality.min_face = v;
-        }
-        if let Some(v) = args.det_threshold {
-            s.quality.det_threshold = v;
-        }
-        s.override_models(args.det_model.as_ref(), args.embed_model.as_ref());
-        s.validate()?;
+        let mut s = Settings::from_flags(&args.settings)?;
         if args.seeds.is_some() && s.run.mode != Mode::Full {
             return Err(ConfigError::Invalid("--seeds needs the embedder: not with --detect-only or --decode-only".into()));
         }
@@ -427,6 +487,7 @@ impl HarvestConfig {
             upload,
             cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
             remote: RemoteCfg::from_args(&args.s3)?,
+            after_checkpoint: None,
         })
     }
 }

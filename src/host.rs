@@ -34,6 +34,11 @@ pub fn meminfo(key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib << 10)
 }
 
+/// This machine's name (`/proc/sys/kernel/hostname`), empty when unknown.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -25,6 +25,11 @@ pub fn install() {
     }
 }
 
+/// Asks the harvest to stop as SIGTERM would (a season task that lost its episode to another).
+pub fn request_stop() {
+    REQUESTED.store(libc::SIGTERM, Ordering::SeqCst);
+}
+
 /// The signal number that asked the run to stop, if one did.
 pub fn requested() -> Option<i32> {
     match REQUESTED.load(Ordering::SeqCst) {

@@ -26,6 +26,8 @@ pub mod report;
 pub mod run_dir;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "s3")]
+pub mod season;
 pub mod track;
 pub mod types;
 pub mod video;

@@ -1,7 +1,9 @@
 //! Thin entry point: parse flags, run the command, map its outcome to an exit code, here and
 //! nowhere else — 0 done (or already harvested), 1 done but some input could not be decoded,
 //! 2 fatal (one line on stderr), 3 the harvest is done but its S3 upload failed (the local run is
-//! intact), 130 stopped by Ctrl-C/SIGTERM after publishing what it had.
+//! intact; for `season run`, any S3 failure: retry), 4 `season merge` found episodes not complete,
+//! 75 `season run` found another task holding its episode, 130 stopped by Ctrl-C/SIGTERM after
+//! publishing what it had.
 
 use std::process::ExitCode;
 
@@ -18,12 +20,21 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::run(args),
         Command::Upload(args) => commands::upload::run(args),
         Command::Floor(args) => commands::floor::run(args),
+        #[cfg(feature = "s3")]
+        Command::Season(args) => commands::season::run(args),
+        #[cfg(not(feature = "s3"))]
+        Command::Season(_) => {
+            eprintln!("error: this episode-run was built without S3 support (cargo feature \"s3\"), which a season needs");
+            return ExitCode::from(2);
+        }
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::DoneWithLoss) => ExitCode::from(1),
         Ok(Outcome::UploadFailed) => ExitCode::from(3),
         Ok(Outcome::Interrupted) => ExitCode::from(130),
+        Ok(Outcome::Incomplete) => ExitCode::from(4),
+        Ok(Outcome::Superseded) => ExitCode::from(75),
         Err(e) => {
             // Our errors already carry their cause in their message: one line, no chain.
             let message = printable(&e.to_string());

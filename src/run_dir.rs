@@ -263,6 +263,43 @@ fn remove_dir(path: &Path) -> Result<(), RunDirError> {
     }
 }
 
+/// How a file of a running harvest changes until the run is published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Growth {
+    /// Only ever appended to while the run goes (resuming truncates it back to the checkpoint).
+    Appends,
+    /// Written whole, possibly again under the same name.
+    Replaced,
+}
+
+/// The files an unfinished run resumes from, relative to `dir` with `/` separators: the
+/// checkpoint, the growing outputs and spill files beside it, and the crops and best faces
+/// written so far. What `season run` copies to S3 so that another machine can go on with the run.
+pub fn resumable_state(dir: &Path) -> Result<Vec<(String, Growth)>, RunDirError> {
+    let mut files = vec![(CHECKPOINT.to_string(), Growth::Replaced)];
+    for name in [FACES, EMBEDDINGS, TIMINGS].map(|n| partial_name(Path::new(n))).iter().filter_map(|p| p.to_str().map(str::to_string)) {
+        files.push((name, Growth::Appends));
+    }
+    files.extend([CLOSED_TRACKS, TRACK_MEANS, SHOTS_SO_FAR].map(|n| (n.to_string(), Growth::Appends)));
+    files.retain(|(rel, _)| fs::symlink_metadata(dir.join(rel)).is_ok_and(|m| m.is_file()));
+    for sub in [partial_name(Path::new(CROPS)), PathBuf::from(BEST_FACES)] {
+        let folder = dir.join(&sub);
+        if !folder.is_dir() {
+            continue;
+        }
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&folder).map_err(io_err("list", &folder))? {
+            let entry = entry.map_err(io_err("list", &folder))?;
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                names.push(format!("{}/{}", sub.display(), entry.file_name().to_string_lossy()));
+            }
+        }
+        names.sort();
+        files.extend(names.into_iter().map(|n| (n, Growth::Replaced)));
+    }
+    Ok(files)
+}
+
 /// `dir/.name.partial` for `dir/name`: hidden, and never mistaken for the real file.
 pub fn partial_name(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

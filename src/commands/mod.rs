@@ -12,6 +12,8 @@ mod remote;
 #[path = "remote_none.rs"]
 mod remote;
 pub mod report;
+#[cfg(feature = "s3")]
+pub mod season;
 pub mod upload;
 
 /// How a command ended when it did not fail.
@@ -25,6 +27,10 @@ pub enum Outcome {
     UploadFailed,
     /// Stopped by Ctrl-C / SIGTERM after publishing what it had: exit 130.
     Interrupted,
+    /// `season merge`: some episodes are not complete yet: exit 4.
+    Incomplete,
+    /// `season run`: another task holds this episode, this one stopped: exit 75 (EX_TEMPFAIL).
+    Superseded,
 }
 
 /// Why a command failed: one line, exit 2.
@@ -51,4 +57,7 @@ pub enum Error {
     #[cfg(feature = "s3")]
     #[error(transparent)]
     S3(#[from] crate::s3::S3Error),
+    #[cfg(feature = "s3")]
+    #[error(transparent)]
+    Season(#[from] crate::season::SeasonError),
 }

@@ -52,6 +52,7 @@ use decode::{decode_next, DecodeSide, DecodeStats, SAMPLED_AHEAD};
 pub use error::HarvestError;
 use frames::{EmbeddedFrame, SampledFrame, Shared};
 use resume::Checkpoint;
+pub use resume::{checkpoint_frame, rebind_checkpoint};
 pub use seeds::build_gallery;
 use sink::Sink;
 use writer::{write_stage, Keeper};
@@ -372,7 +373,14 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
         None => (spill::Spill::create(&cfg.out_dir, dim)?, None),
     };
     let sink = Sink::new(&mut writer, &crops, spill, gallery.as_ref(), cfg.settings.identify.clone(), cfg.settings.track.clone(), sink_state)?;
-    let mut keeper = Keeper { out_dir: &cfg.out_dir, identity: identity.clone(), history: history.clone(), this, last: checkpoint.map(|c| c.decode) };
+    let mut keeper = Keeper {
+        out_dir: &cfg.out_dir,
+        identity: identity.clone(),
+        history: history.clone(),
+        this,
+        last: checkpoint.map(|c| c.decode),
+        hook: cfg.after_checkpoint.as_ref(),
+    };
     let written = write_stage(cfg, &video, sink, face_rx, &shared, start, &mut keeper);
     // Root cause first: a decoder error explains an empty or short run better than anything
     // downstream; an inference error explains a writer that saw the channel close.

@@ -77,3 +77,19 @@ pub fn identity(cfg: &HarvestConfig, models: &BTreeMap<&'static str, ModelFile>)
         seeds,
     })
 }
+
+/// How far the checkpoint in `out_dir` got: the next frame to decode, `None` without a readable
+/// checkpoint.
+pub fn checkpoint_frame(out_dir: &Path) -> Option<u64> {
+    Checkpoint::load(out_dir).map(|c| c.decode.next_frame)
+}
+
+/// Points the checkpoint in `out_dir` at `input`, a copy of the file it was taken on made on
+/// another machine (same bytes, another path and mtime; the caller has checked the bytes), so
+/// that the next harvest of `input` resumes from it. `false` without a readable checkpoint.
+pub fn rebind_checkpoint(out_dir: &Path, input: &Path) -> Result<bool, OutputError> {
+    let Some(mut c) = Checkpoint::load(out_dir) else { return Ok(false) };
+    c.identity.input = InputId::of(input);
+    c.save(out_dir)?;
+    Ok(true)
+}

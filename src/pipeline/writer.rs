@@ -11,7 +11,7 @@ use super::frames::{DecodeState, EmbeddedFrame, Shared, Tail};
 use super::progress::{bar_line, eta, RateWindow};
 use super::resume::Checkpoint;
 use super::sink::Sink;
-use crate::config::HarvestConfig;
+use crate::config::{CheckpointHook, HarvestConfig};
 use crate::log;
 use crate::output::manifest::Attempt;
 use crate::output::{self, OutputError, Progress};
@@ -25,6 +25,8 @@ pub struct Keeper<'a> {
     pub this: Attempt,
     /// Decode state after the last frame written (or the checkpoint resumed from).
     pub last: Option<DecodeState>,
+    /// Told of every checkpoint saved (`season run` publishes it).
+    pub hook: Option<&'a CheckpointHook>,
 }
 
 impl Keeper<'_> {
@@ -44,6 +46,9 @@ impl Keeper<'_> {
         checkpoint.save(self.out_dir)?;
         sink.checkpoint_saved(&checkpoint.sink);
         log::event("checkpoint", None, serde_json::json!({"next_frame": next_frame, "position": position}));
+        if let Some(hook) = self.hook {
+            (hook.0)(self.out_dir, crate::interrupt::requested().is_some());
+        }
         Ok(())
     }
 }

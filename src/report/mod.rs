@@ -9,6 +9,7 @@
 
 mod charts;
 mod load;
+pub mod season;
 mod view;
 
 use std::path::{Path, PathBuf};

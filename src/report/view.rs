@@ -169,7 +169,7 @@ fn span(f: &RunFiles, fps: Option<f64>) -> (f64, f64) {
 
 /// A crop shrunk for the page as a `data:` URI: the whole 224×112 crop (`half = false`) or its
 /// aligned left half, at `w` pixels wide. `None` when the crop is missing or unreadable.
-fn thumbnail(jpeg: &[u8], half: bool, w: u32, quality: u8) -> Option<String> {
+pub(super) fn thumbnail(jpeg: &[u8], half: bool, w: u32, quality: u8) -> Option<String> {
     let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg).ok()?.to_rgb8();
     let img = match half {
         true => image::imageops::crop_imm(&img, 0, 0, img.height().min(img.width()), img.height()).to_image(),

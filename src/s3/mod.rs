@@ -191,6 +191,15 @@ impl Store {
         self.rt.block_on(self.check_bucket_async(prefix))
     }
 
+    /// `Ok(())` when `err` is a missing key in a bucket that exists: a 404 cannot say whether
+    /// the bucket or the key is missing, so the bucket is asked. Any other error stays.
+    async fn key_missing(&self, err: S3Error, url: &S3Url) -> Result<(), S3Error> {
+        match err {
+            S3Error::NoSuchKey { .. } => self.check_bucket_async(url).await,
+            other => Err(other),
+        }
+    }
+
     async fn check_bucket_async(&self, url: &S3Url) -> Result<(), S3Error> {
         self.client.head_bucket().bucket(&url.bucket).send().await.map(|_| ()).map_err(|e| describe(e, url, true, &self.endpoint))
     }

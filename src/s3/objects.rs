@@ -52,16 +52,7 @@ impl Store {
         self.rt.block_on(async {
             let out = match self.client.get_object().bucket(&url.bucket).key(&url.key).send().await {
                 Ok(out) => out,
-                Err(e) => {
-                    return match super::describe(e, url, false, &self.endpoint) {
-                        S3Error::NoSuchKey { .. } => {
-                            // A 404 may mean the bucket: say so rather than "no such key".
-                            self.check_bucket_async(url).await?;
-                            Ok(None)
-                        }
-                        other => Err(other),
-                    };
-                }
+                Err(e) => return self.key_missing(super::describe(e, url, false, &self.endpoint), url).await.map(|()| None),
             };
             let size = out.content_length().unwrap_or(0).max(0) as u64;
             if size > MAX_SMALL_OBJECT {
@@ -70,6 +61,19 @@ impl Store {
             let etag = out.e_tag().unwrap_or_default().to_string();
             let body = out.body.collect().await.map_err(|e| S3Error::Request { url: url.to_string(), why: e.to_string() })?;
             Ok(Some(Got { bytes: body.into_bytes().to_vec(), etag }))
+        })
+    }
+
+    /// The object's size and ETag, or `None` when there is no such key.
+    pub fn head(&self, url: &S3Url) -> Result<Option<Listed>, S3Error> {
+        self.rt.block_on(async {
+            match self.client.head_object().bucket(&url.bucket).key(&url.key).send().await {
+                Ok(h) => {
+                    let size = h.content_length().unwrap_or(0).max(0) as u64;
+                    Ok(Some(Listed { key: url.key.clone(), size, etag: h.e_tag().unwrap_or_default().to_string() }))
+                }
+                Err(e) => self.key_missing(super::describe(e, url, false, &self.endpoint), url).await.map(|()| None),
+            }
         })
     }
 
