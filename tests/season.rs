@@ -239,8 +239,16 @@ fn a_season_survives_kills_races_and_bad_input_and_merges_its_cast() {
     let killed_at: serde_json::Value = serde_json::from_slice(&std::fs::read(&pointer).unwrap()).unwrap();
     assert!(killed_at["next_frame"].as_u64().unwrap() > 0, "the checkpoint is past the start: {killed_at}");
     std::fs::remove_dir_all(s.tmp.path().join("cache-a")).unwrap();
-    let o = s.task(0, "JOB_COMPLETION_INDEX", "cache-b");
+    let o = run(&s.task_args("cache-b", &["--log-format", "json"]), &[("JOB_COMPLETION_INDEX", "0".into())]);
     let text = stderr(&o);
+    let sent: Vec<(u64, u64)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "remote_checkpoint")
+        .map(|e| (e["bytes_sent"].as_u64().unwrap(), e["bytes_held"].as_u64().unwrap()))
+        .collect();
+    assert!(sent.len() >= 2, "the resumed task checkpoints to S3 as it goes: {text}");
+    assert!(sent.iter().all(|(sent, held)| sent < held), "each checkpoint sends only what changed, not every byte held: {sent:?}");
     assert!(o.status.success(), "{text}");
     assert!(text.contains("index from $JOB_COMPLETION_INDEX"), "{text}");
     assert!(text.contains("waiting") && text.contains("resuming episode 0 from the checkpoint in S3"), "{text}");

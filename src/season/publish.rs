@@ -208,7 +208,7 @@ impl Publisher {
         log::event(
             "remote_checkpoint",
             None,
-            json!({"seq": snapshot.seq, "next_frame": snapshot.next_frame, "bytes_sent": sent, "files": snapshot.files.len(), "released": released}),
+            json!({"seq": snapshot.seq, "next_frame": snapshot.next_frame, "bytes_sent": sent, "bytes_held": snapshot.files.values().map(|e| e.len).sum::<u64>(), "files": snapshot.files.len(), "released": released}),
         );
         next.snapshot = snapshot;
         self.known = next;
