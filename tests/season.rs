@@ -1,292 +1,82 @@
-//! A season against a real S3 server (`s3s-fs`): four short episodes built here from
-//! ../shared/media with ffmpeg (Hamilton; a slideshow of Obama and Big Bang Theory faces; the
-//! Big Bang Theory group photos and other crops of the same people; the Walking Dead photos), so
-//! that Obama and four cast members appear in two episodes. Each slideshow's ground truth is
-//! its order of photos: who is on screen from when to when.
-//!
-//! One test walks the life of a season as an engine would run it: a task killed after its
-//! first checkpoint to S3, its cache deleted, then retried elsewhere (it goes on from S3); two
-//! tasks racing on one index; a corrupt input that fails at once and that merge names as
-//! missing; a fixed input planned again; retries of completed episodes that cost nothing; and
-//! the merged cast. Every episode's outputs are compared byte for byte with a local harvest.
+//! `season plan|run|merge` run by hand against a real S3 server (`s3s-fs`), for what an engine
+//! does not show: the index from each engine's variable, an input changed after the plan, a
+//! task stopped by SIGTERM that lets go of its episode, two tasks racing on one index (one
+//! completes, the other exits 75), retries of complete episodes that download nothing, and a
+//! merge. The whole season on a real Slurm cluster is `tests/slurm.rs`.
 #![cfg(feature = "s3")]
 
 #[path = "util/s3server.rs"]
 mod s3server;
+#[path = "util/season.rs"]
+mod season;
 mod util;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use episode_run::s3::S3Url;
-use s3server::{env_pairs, Server, BUCKET, SECRET};
-use util::{bin, files_under, json_lines, media};
-
-/// Seconds each photo of a slideshow stays on screen, at 10 frames a second.
-const SLIDE_S: f64 = 1.5;
-/// Local checkpoints every second (the plan records it), so a task reaches S3 early.
-const CHECKPOINT_TOML: &str = "[progress]\ncheckpoint_s = 1.0\n";
-
-/// An episode: its file name in the bucket, the file, and who is on screen in which slides.
-struct Episode {
-    name: &'static str,
-    file: PathBuf,
-    /// (slide index, person) for the slides that show one known person alone.
-    cast: Vec<(usize, &'static str)>,
-}
-
-/// A slideshow of `photos`, each letterboxed into 640×360 for [`SLIDE_S`] seconds.
-fn slideshow(out: &Path, photos: &[PathBuf]) {
-    let mut args: Vec<String> = vec!["-v".into(), "error".into(), "-y".into()];
-    let mut filter = String::new();
-    for (i, photo) in photos.iter().enumerate() {
-        args.extend(["-loop", "1", "-framerate", "10", "-t", &SLIDE_S.to_string(), "-i"].map(String::from));
-        args.push(photo.to_string_lossy().into_owned());
-        filter.push_str(&format!("[{i}:v]scale=640:360:force_original_aspect_ratio=decrease,pad=640:360:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[v{i}];"));
-    }
-    let inputs: String = (0..photos.len()).map(|i| format!("[v{i}]")).collect();
-    filter.push_str(&format!("{inputs}concat=n={}:v=1:a=0[o]", photos.len()));
-    args.extend(["-filter_complex", &filter, "-map", "[o]", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-r", "10"].map(String::from));
-    args.push(out.to_string_lossy().into_owned());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    util::ffmpeg(&refs);
-}
-
-fn real(rel: &str) -> PathBuf {
-    media(&format!("real/{rel}"))
-}
-
-fn crop(person: &str, n: u32) -> PathBuf {
-    real(&format!("bbt/{person}/{person}{n}.png"))
-}
-
-/// The four episodes, built into `dir`.
-fn episodes(dir: &Path) -> Vec<Episode> {
-    let bbt = ["sheldon", "leonard", "penny", "howard"];
-    let one = dir.join("ep1_obama_bbt.mp4");
-    let mut photos = vec![media("obama.jpg"), media("obama2.jpg")];
-    photos.extend(bbt.iter().map(|p| crop(p, 1)));
-    slideshow(&one, &photos);
-    let two = dir.join("ep2_bbt_group.mp4");
-    let mut photos: Vec<PathBuf> = (1..=5).map(|n| real(&format!("bbt/bbt{n}.jpg"))).collect();
-    photos.extend(bbt.iter().map(|p| crop(p, 2)));
-    slideshow(&two, &photos);
-    let three = dir.join("ep3_twd.mp4");
-    let photos: Vec<PathBuf> = ["daryl", "rick", "negan"].iter().flat_map(|p| (1..=4).map(move |n| real(&format!("twd/{p}{n}.jpg")))).collect();
-    slideshow(&three, &photos);
-    let mut cast_one = vec![(0, "obama"), (1, "obama")];
-    cast_one.extend(bbt.iter().enumerate().map(|(i, p)| (i + 2, *p)));
-    vec![
-        Episode { name: "ep0_hamilton.mp4", file: util::hamilton(), cast: vec![] },
-        Episode { name: "ep1_obama_bbt.mp4", file: one, cast: cast_one },
-        Episode { name: "ep2_bbt_group.mp4", file: two, cast: bbt.iter().enumerate().map(|(i, p)| (i + 5, *p)).collect() },
-        Episode { name: "ep3_twd.mp4", file: three, cast: vec![] },
-    ]
-}
-
-fn id(e: &Episode) -> &str {
-    e.name.trim_end_matches(".mp4")
-}
-
-/// The binary with the test credentials, one engine index variable, and nothing of the
-/// machine's own AWS set-up.
-fn command(args: &[String], env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(bin());
-    cmd.args(args).env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
-    for k in ["JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", "SLURM_ARRAY_TASK_ID"] {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env_pairs(SECRET) {
-        cmd.env(k, v);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-fn run(args: &[String], env: &[(&str, String)]) -> Output {
-    let out = command(args, env).output().expect("run episode-run");
-    assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET), "the secret was printed");
-    out
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn words(parts: &[&str], more: &[String]) -> Vec<String> {
-    parts.iter().map(|s| s.to_string()).chain(more.iter().cloned()).collect()
-}
-
-/// What a run publishes that must not depend on how it was run: every output but the ones
-/// that carry times (timings, manifest, progress, report).
-fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let stable = ["faces.jsonl", "embeddings.npy", "shots.jsonl", "tracks.jsonl", "track_embeddings.npy", "people.jsonl", "people_embeddings.npy"];
-    files_under(dir)
-        .into_iter()
-        .filter(|(rel, _)| stable.contains(&rel.as_str()) || rel.starts_with("crops/"))
-        .map(|(rel, p)| (rel, std::fs::read(p).unwrap()))
-        .collect()
-}
-
-struct Season {
-    server: Server,
-    tmp: tempfile::TempDir,
-    plan: String,
-}
-
-impl Season {
-    /// Where s3s-fs keeps the object `key` of the test bucket.
-    fn object(&self, key: &str) -> PathBuf {
-        self.server.root.path().join(BUCKET).join(key)
-    }
-
-    fn episode_dir(&self, id: &str) -> PathBuf {
-        self.object(&format!("s1/{id}"))
-    }
-
-    fn put(&self, file: &Path, key: &str) {
-        self.server.store().put_file(file, &S3Url::parse(&format!("s3://{BUCKET}/{key}")).unwrap()).unwrap();
-    }
-
-    fn plan(&self) -> Output {
-        let ck = self.tmp.path().join("checkpoint.toml");
-        std::fs::write(&ck, CHECKPOINT_TOML).unwrap();
-        let args = words(
-            &[
-                "season",
-                "plan",
-                &format!("s3://{BUCKET}/media/"),
-                "--out",
-                &format!("s3://{BUCKET}/s1/"),
-                "--stride",
-                "2",
-                "--threads",
-                "1",
-                "--remote-checkpoint-s",
-                "1",
-            ],
-            &[
-                vec![
-                    "--config".into(),
-                    ck.to_string_lossy().into_owned(),
-                    "--plan-file".into(),
-                    self.tmp.path().join("season.json").to_string_lossy().into_owned(),
-                ],
-                self.server.flags(),
-            ]
-            .concat(),
-        );
-        run(&args, &[])
-    }
-
-    /// `season run` with a fresh cache (a new machine), the index from `var`.
-    fn task_args(&self, cache: &str, extra: &[&str]) -> Vec<String> {
-        let cache = self.tmp.path().join(cache);
-        words(
-            &["season", "run", "--plan", &self.plan, "--cache-dir", &cache.to_string_lossy()],
-            &[extra.iter().map(|s| s.to_string()).collect(), self.server.flags()].concat(),
-        )
-    }
-
-    fn task(&self, index: usize, var: &'static str, cache: &str) -> Output {
-        run(&self.task_args(cache, &[]), &[(var, index.to_string())])
-    }
-
-    fn merge(&self) -> Output {
-        let work = self.tmp.path().join("merge");
-        run(&words(&["season", "merge", "--plan", &self.plan, "--work-dir", &work.to_string_lossy()], &self.server.flags()), &[])
-    }
-}
+use season::{command, episodes, id, run, stderr, Season};
+use util::{files_under, json_lines};
 
 #[test]
-fn a_season_survives_kills_races_and_bad_input_and_merges_its_cast() {
-    let server = Server::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let eps = episodes(tmp.path());
-    let plan = format!("s3://{BUCKET}/s1/season.json");
-    let s = Season { server, tmp, plan };
-    // Episode 2 starts out as a file that is not a video.
-    let corrupt = s.tmp.path().join("corrupt.mp4");
-    std::fs::write(&corrupt, b"\x00\x00\x00\x18ftypmp42 but then nothing a decoder could read ".repeat(400)).unwrap();
-    for (i, e) in eps.iter().enumerate() {
-        s.put(if i == 2 { &corrupt } else { &e.file }, &format!("media/{}", e.name));
+fn tasks_take_their_index_refuse_a_changed_input_let_go_on_sigterm_and_race_safely() {
+    let s = Season::new("media", "s1");
+    let all = episodes(s.tmp.path());
+    let eps = [&all[1], &all[3]];
+    for e in eps {
+        s.put(&e.file, &format!("media/{}", e.name));
     }
     s.put(&util::hamilton(), "media/notes.txt");
     let o = s.plan();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("planned 4 episodes"), "{}", stderr(&o));
-    let local_plan: serde_json::Value = serde_json::from_slice(&std::fs::read(s.tmp.path().join("season.json")).unwrap()).unwrap();
-    let ids: Vec<&str> = local_plan["episodes"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, eps.iter().map(id).collect::<Vec<_>>(), "episodes in key order, named after their files, the text file left out");
+    assert!(stderr(&o).contains("1 of 3 objects are not videos"), "{}", stderr(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(s.tmp.path().join("season.json")).unwrap()).unwrap();
+    let ids: Vec<&str> = plan["episodes"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ep1_obama_bbt", "ep3_twd"], "episodes in key order, named after their files");
     assert_eq!(std::fs::read(s.object("s1/season.json")).unwrap(), std::fs::read(s.tmp.path().join("season.json")).unwrap());
 
-    // Episode 0: killed after its first checkpoint reached S3, its machine's disk lost.
-    let pointer = s.object("s1/ep0_hamilton/.partial/latest.json");
-    let mut child = command(&s.task_args("cache-a", &[]), &[("SLURM_ARRAY_TASK_ID", "0".into())]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // An input replaced after the plan is refused (exit 2), the original is fine again.
+    s.put(&all[3].file, "media/ep1_obama_bbt.mp4");
+    let o = s.task(0, "SLURM_ARRAY_TASK_ID", "cache-a");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("changed since the plan") && stderr(&o).contains("season plan"), "{}", stderr(&o));
+    s.put(&all[1].file, "media/ep1_obama_bbt.mp4");
+    let o = s.task(0, "AWS_BATCH_JOB_ARRAY_INDEX", "cache-a");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("index from $AWS_BATCH_JOB_ARRAY_INDEX") && stderr(&o).contains("complete"), "{}", stderr(&o));
+
+    // SIGTERM (an engine stopping a task): the checkpoint goes to S3 marked as let go, exit 130.
+    let pointer = s.object("s1/ep3_twd/.partial/latest.json");
+    let mut child =
+        command(&s.task_args("cache-b", &[]), &[("JOB_COMPLETION_INDEX", "1".into())]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
     while !pointer.is_file() {
         assert!(child.try_wait().unwrap().is_none(), "the task ended before its first checkpoint to S3");
         assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint reached S3");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(!s.object("s1/ep0_hamilton/_DONE.json").exists());
-    let killed_at: serde_json::Value = serde_json::from_slice(&std::fs::read(&pointer).unwrap()).unwrap();
-    assert!(killed_at["next_frame"].as_u64().unwrap() > 0, "the checkpoint is past the start: {killed_at}");
-    std::fs::remove_dir_all(s.tmp.path().join("cache-a")).unwrap();
-    let o = run(&s.task_args("cache-b", &["--log-format", "json"]), &[("JOB_COMPLETION_INDEX", "0".into())]);
-    let text = stderr(&o);
-    let sent: Vec<(u64, u64)> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == "remote_checkpoint")
-        .map(|e| (e["bytes_sent"].as_u64().unwrap(), e["bytes_held"].as_u64().unwrap()))
-        .collect();
-    assert!(sent.len() >= 2, "the resumed task checkpoints to S3 as it goes: {text}");
-    assert!(sent.iter().all(|(sent, held)| sent < held), "each checkpoint sends only what changed, not every byte held: {sent:?}");
-    assert!(o.status.success(), "{text}");
-    assert!(text.contains("index from $JOB_COMPLETION_INDEX"), "{text}");
-    assert!(text.contains("waiting") && text.contains("resuming episode 0 from the checkpoint in S3"), "{text}");
-    assert!(s.episode_dir("ep0_hamilton").join("_DONE.json").is_file());
-    assert!(
-        !s.episode_dir("ep0_hamilton").join(".partial").exists() || files_under(&s.episode_dir("ep0_hamilton").join(".partial")).is_empty(),
-        "checkpoints removed once complete"
-    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let let_go: serde_json::Value = serde_json::from_slice(&std::fs::read(&pointer).unwrap()).unwrap();
+    assert_eq!(let_go["released"], true, "{let_go}");
 
-    // Episode 1 as usual; episode 3 by two tasks racing on the index.
-    let o = s.task(1, "AWS_BATCH_JOB_ARRAY_INDEX", "cache-c");
-    assert!(o.status.success(), "{}", stderr(&o));
-    let racers: Vec<_> = ["cache-d", "cache-e"]
+    // Two tasks on that index at once (fresh machines): both go on from S3 without waiting for
+    // a lease, one completes, the other finds the pointer moved and stops.
+    let racers: Vec<_> = ["cache-c", "cache-d"]
         .iter()
-        .map(|c| command(&s.task_args(c, &["--index", "3"]), &[]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|c| command(&s.task_args(c, &["--index", "1"]), &[]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
         .collect();
     let ended: Vec<Output> = racers.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let texts: Vec<String> = ended.iter().map(stderr).collect();
     let mut codes: Vec<i32> = ended.iter().map(|o| o.status.code().unwrap()).collect();
     codes.sort_unstable();
-    assert_eq!(codes, [0, 75], "one racer completes, the other stops: {:?}", ended.iter().map(stderr).collect::<Vec<_>>());
+    assert_eq!(codes, [0, 75], "one racer completes, the other stops: {texts:?}");
+    assert!(texts.iter().all(|t| t.contains("resuming episode 1 from the checkpoint in S3") && !t.contains("waiting")), "{texts:?}");
+    assert!(files_under(&s.episode_dir("ep3_twd")).iter().all(|(rel, _)| !rel.starts_with(".partial")), "checkpoints removed once complete");
+    s.assert_like_local(&all[3..]);
 
-    // Episode 2 cannot be decoded: exit 2 (an engine must not retry it), merge names it.
-    let o = s.task(2, "SLURM_ARRAY_TASK_ID", "cache-f");
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let o = s.merge();
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("index 2 (ep2_bbt_group)"), "{}", stderr(&o));
-    assert!(!s.object("s1/season").exists(), "nothing merged while an episode is missing");
-
-    // The input is fixed and planned again: only episode 2 is harvested; retries are free.
-    s.put(&eps[2].file, "media/ep2_bbt_group.mp4");
-    let o = s.task(2, "SLURM_ARRAY_TASK_ID", "cache-f");
-    assert_eq!(o.status.code(), Some(2), "the old plan's input no longer matches: {}", stderr(&o));
-    assert!(stderr(&o).contains("changed since the plan"), "{}", stderr(&o));
-    assert!(s.plan().status.success());
-    let o = s.task(2, "SLURM_ARRAY_TASK_ID", "cache-f");
-    assert!(o.status.success(), "{}", stderr(&o));
-    for index in [0, 1, 3] {
+    // Retries of complete episodes: exit 0 in under 2 s, no video downloaded.
+    for index in [0, 1] {
         let t = Instant::now();
         let o = s.task(index, "SLURM_ARRAY_TASK_ID", "cache-retry");
         let took = t.elapsed();
@@ -295,83 +85,12 @@ fn a_season_survives_kills_races_and_bad_input_and_merges_its_cast() {
     }
     assert!(!s.tmp.path().join("cache-retry").join("s3").exists(), "a retry downloads no video");
 
-    // Every episode as a local harvest of the same file with the same flags would have it.
-    let ck = s.tmp.path().join("checkpoint.toml");
-    for e in &eps {
-        let local = s.tmp.path().join("local").join(id(e));
-        let o = util::harvest(&e.file, &local, &["--stride", "2", "--threads", "1", "--config", &ck.to_string_lossy()]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let (there, here) = (outputs(&s.episode_dir(id(e))), outputs(&local));
-        assert!(here.len() > 7, "{}: the local run has crops", id(e));
-        assert_eq!(there.keys().collect::<Vec<_>>(), here.keys().collect::<Vec<_>>(), "{}: the same files", id(e));
-        for (rel, bytes) in &here {
-            assert!(there[rel] == *bytes, "{}: {rel} differs from a local harvest", id(e));
-        }
-        let done: serde_json::Value = serde_json::from_slice(&std::fs::read(s.episode_dir(id(e)).join("_DONE.json")).unwrap()).unwrap();
-        for (rel, fact) in done["objects"].as_object().unwrap() {
-            let bytes = std::fs::read(s.episode_dir(id(e)).join(rel)).unwrap();
-            assert_eq!(bytes.len() as u64, fact["size"].as_u64().unwrap(), "{rel}: the marker's size");
-        }
-    }
-
-    // The cast.
     let o = s.merge();
     assert!(o.status.success(), "{}", stderr(&o));
     let season = s.object("s1/season");
-    let episodes_rows = json_lines(&season.join("episodes.jsonl"));
-    assert_eq!(episodes_rows.len(), 4);
+    assert_eq!(json_lines(&season.join("episodes.jsonl")).iter().map(|e| e["id"].as_str().unwrap().to_string()).collect::<Vec<_>>(), ids);
     let people = json_lines(&season.join("people.jsonl"));
-    let appearances = json_lines(&season.join("appearances.jsonl"));
-    let (shape, rows) = util::read_rows(&season.join("people_embeddings.npy"));
-    assert_eq!((shape[0] as usize, rows.len()), (people.len(), people.len()));
-    let mut pairs = std::collections::BTreeSet::new();
-    for a in &appearances {
-        assert!(pairs.insert((a["person_id"].as_u64().unwrap(), a["index"].as_u64().unwrap())), "two people of one episode joined: {a}");
-    }
-    // Who each slide's person became: the episode person of the longest track within the
-    // slide, and the season person of that episode person.
-    let season_of = |index: usize, episode_person: u64| -> u64 {
-        let a = appearances.iter().find(|a| a["index"] == index && a["episode_person_id"] == episode_person);
-        a.unwrap_or_else(|| panic!("episode {index} person {episode_person} is in no appearance"))["person_id"].as_u64().unwrap()
-    };
-    let tracks_of = |index: usize| json_lines(&s.episode_dir(id(&eps[index])).join("tracks.jsonl"));
-    let season_person = |index: usize, slide: usize| -> u64 {
-        let (from, to) = (slide as f64 * SLIDE_S - 0.05, (slide + 1) as f64 * SLIDE_S);
-        let tracks = tracks_of(index);
-        let t = tracks
-            .iter()
-            .filter(|t| !t["person_id"].is_null() && t["t_start"].as_f64().unwrap() >= from && t["t_end"].as_f64().unwrap() < to)
-            .max_by_key(|t| t["n_faces"].as_u64().unwrap())
-            .unwrap_or_else(|| panic!("no person's track within episode {index} slide {slide}"));
-        season_of(index, t["person_id"].as_u64().unwrap())
-    };
-    // Obama: the first two slides of episode 1, and one of the people of Hamilton's frames
-    // 211-274 (the others there are not in episode 1).
-    let obama = season_person(1, 0);
-    assert_eq!(obama, season_person(1, 1), "Obama's two photos are one person");
-    let late: std::collections::BTreeSet<u64> = tracks_of(0)
-        .iter()
-        .filter(|t| t["first_frame"].as_u64().unwrap() >= 211 && !t["person_id"].is_null())
-        .map(|t| season_of(0, t["person_id"].as_u64().unwrap()))
-        .collect();
-    assert!(late.contains(&obama), "Obama of Hamilton and of episode 1 are one season person: {appearances:?}");
-    for (slide, name) in &eps[1].cast[2..] {
-        let again = eps[2].cast.iter().find(|(_, n)| n == name).unwrap().0;
-        assert_eq!(season_person(1, *slide), season_person(2, again), "{name} of episodes 1 and 2 is one season person: {appearances:?}");
-    }
-    let recurring = people.iter().filter(|p| p["episodes"].as_u64().unwrap() > 1).count();
-    assert!(recurring >= 5, "Obama and four cast members recur: {people:?}");
-    let report = std::fs::read_to_string(season.join("report.html")).unwrap();
-    for e in &eps {
-        assert!(report.contains(id(e)), "the report has a column for {}", id(e));
-    }
-    assert_eq!(report.matches("<tr data-person=").count(), people.len());
-    assert!(people.iter().all(|p| season.join(p["crop"].as_str().unwrap()).is_file() || !report.contains("data:image")));
-    // Merge again: the same files.
-    let before: Vec<(String, Vec<u8>)> =
-        files_under(&season).into_iter().filter(|(r, _)| r != "report.html").map(|(r, p)| (r, std::fs::read(p).unwrap())).collect();
-    assert!(s.merge().status.success());
-    let after: Vec<(String, Vec<u8>)> =
-        files_under(&season).into_iter().filter(|(r, _)| r != "report.html").map(|(r, p)| (r, std::fs::read(p).unwrap())).collect();
-    assert!(before == after, "a merge run again writes the same files");
+    let in_both = people.iter().filter(|p| p["episodes"] == 2).count();
+    assert_eq!(in_both, 0, "nobody of the Obama/Big Bang Theory episode is in The Walking Dead: {people:?}");
+    assert!(eps.iter().all(|e| std::fs::read_to_string(season.join("report.html")).unwrap().contains(id(e))));
 }

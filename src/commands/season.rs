@@ -5,7 +5,7 @@
 //! episode, 130 stopped by a signal after checkpointing to S3.
 
 use super::{Error, Outcome};
-use crate::cli::{SeasonArgs, SeasonCommand, SeasonCommon, SeasonMergeArgs, SeasonPlanArgs, SeasonRunArgs};
+use crate::cli::{SeasonArgs, SeasonCommand, SeasonMergeArgs, SeasonPlanArgs, SeasonRunArgs};
 use crate::config::{default_cache_dir, ConfigError, RemoteCfg, Settings};
 use crate::log;
 use crate::season::merge::{self, MergeConfig, MergeEnd};
@@ -20,21 +20,25 @@ const REMOTE_CHECKPOINT_RANGE: std::ops::RangeInclusive<f64> = 1.0..=3600.0;
 pub fn run(args: &SeasonArgs) -> Result<Outcome, Error> {
     match &args.command {
         SeasonCommand::Plan(a) => {
-            start(&a.common).and_then(|_| plan_config(a)).map_err(Error::from).and_then(|cfg| Ok(plan::make(&cfg).map(|_| Outcome::Done)?))
+            log::set_format(a.common.log_format);
+            plan::make(&plan_config(a)?)?;
+            Ok(Outcome::Done)
         }
-        SeasonCommand::Run(a) => start(&a.common).and_then(|_| run_config(a)).map_err(Error::from).and_then(|cfg| task_outcome(task::run(&cfg))),
-        SeasonCommand::Merge(a) => start(&a.common).and_then(|_| merge_config(a)).map_err(Error::from).and_then(|cfg| {
-            Ok(match merge::run(&cfg)? {
+        SeasonCommand::Run(a) => {
+            log::set_format(a.common.log_format);
+            let cfg = run_config(a)?;
+            // SIGTERM (an engine stopping the task) checkpoints to S3 before the task exits.
+            crate::interrupt::install();
+            task_outcome(task::run(&cfg))
+        }
+        SeasonCommand::Merge(a) => {
+            log::set_format(a.common.log_format);
+            Ok(match merge::run(&merge_config(a)?)? {
                 MergeEnd::Done => Outcome::Done,
                 MergeEnd::Missing(_) => Outcome::Incomplete,
             })
-        }),
+        }
     }
-}
-
-fn start(common: &SeasonCommon) -> Result<(), ConfigError> {
-    log::set_format(common.log_format);
-    Ok(())
 }
 
 /// A task's S3 failure is worth a retry (exit 3), unlike its other errors (exit 2).
