@@ -14,7 +14,7 @@ mod util;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use season::{command, episodes, id, run, stderr, Season};
+use season::{command, episodes, id, stderr, Season};
 use util::{files_under, json_lines};
 
 #[test]
