@@ -137,7 +137,7 @@ fn people_clustering(c: &mut Criterion) {
                 v
             })
             .collect();
-        let items: Vec<Item> = embs.iter().map(|e| Item { embedding: Some(e), n_embedded: 10, name: None }).collect();
+        let items: Vec<Item> = embs.iter().map(|e| Item { embedding: Some(e), n_usable: 10, name: None }).collect();
         let cannot: Vec<(usize, usize)> = (0..n / 3).flat_map(|s| [(3 * s, 3 * s + 1), (3 * s, 3 * s + 2), (3 * s + 1, 3 * s + 2)]).collect();
         let params = PeopleParams { linkage: Linkage::Average, threshold: 0.4, min_track_faces: 3, attach_threshold: 0.5, join_named: true };
         group.bench_function(format!("{n}"), |b| b.iter(|| black_box(cluster(black_box(&items), &cannot, &params))));

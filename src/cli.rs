@@ -185,6 +185,10 @@ pub struct SettingsArgs {
     /// Memory budget of one embedder call in MiB [default: auto].
     #[arg(long, value_name = "MIB")]
     pub embed_mem_mb: Option<u64>,
+    /// Embed every usable face, or per track only the faces that add to it (skip_reason
+    /// "redundant" for the rest) [default: face].
+    #[arg(long, value_name = "WHAT", value_enum)]
+    pub embed_every: Option<crate::config::EmbedEvery>,
     /// Detector model (YuNet ONNX).
     #[arg(long, value_name = "PATH")]
     pub det_model: Option<PathBuf>,
@@ -414,6 +418,15 @@ mod tests {
         assert_eq!(harvest(&["--batch-embed"]).settings.batch_embed(), Some(true));
         assert_eq!(harvest(&["--batch-embed", "--no-batch-embed"]).settings.batch_embed(), Some(false));
         assert_eq!(harvest(&["--no-batch-embed", "--batch-embed"]).settings.batch_embed(), Some(true));
+    }
+
+    #[test]
+    fn embed_every() {
+        use crate::config::EmbedEvery;
+        assert_eq!(harvest(&[]).settings.embed_every, None);
+        assert_eq!(harvest(&["--embed-every", "track"]).settings.embed_every, Some(EmbedEvery::Track));
+        assert_eq!(harvest(&["--embed-every", "face"]).settings.embed_every, Some(EmbedEvery::Face));
+        assert!(crate::cli::Cli::try_parse_from(["episode-run", "harvest", "v.mp4", "--embed-every", "shot"]).is_err());
     }
 
     #[test]

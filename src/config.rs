@@ -22,6 +22,7 @@ const MAX_FACES: usize = 10_000;
 /// The most embedded faces `people.min_track_faces` may ask of a track.
 const MAX_TRACK_FACES: u64 = 10_000;
 const MAX_MEM_BUDGET_MB: u64 = 1 << 20;
+const MAX_TRACK_REFRESH: u32 = 10_000;
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// `--threads` at most this many times the cores available (and never above 256).
 const THREADS_PER_CORE: usize = 4;
@@ -98,6 +99,20 @@ pub struct Embed {
     pub batch: bool,
     pub batch_size: usize,
     pub mem_budget_mb: u64,
+    pub every: EmbedEvery,
+    /// With `every = "track"`: a track embeds again after this many of its faces went unembedded.
+    pub track_refresh: u32,
+}
+
+/// Which faces the embedder sees (`--embed-every`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedEvery {
+    /// Every face that passed the quality gates (a face dataset wants each face's vector).
+    #[default]
+    Face,
+    /// Only the faces that add to their track (README, "Embed every track").
+    Track,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -203,6 +218,9 @@ impl Settings {
         if let Some(v) = args.embed_mem_mb {
             s.embed.mem_budget_mb = v;
         }
+        if let Some(v) = args.embed_every {
+            s.embed.every = v;
+        }
         if let Some(v) = args.min_face {
             s.quality.min_face = v;
         }
@@ -268,7 +286,9 @@ impl Settings {
     /// The settings that change a run's outputs, as the run identity records them: everything
     /// but the thread budget, the progress and checkpoint intervals, model paths (models are
     /// identified by their SHA-256) and how embedder calls are sized (`--no-batch-embed`,
-    /// `--batch-size` and the memory budget give byte-identical outputs by contract).
+    /// `--batch-size` and the memory budget give byte-identical outputs by contract). With
+    /// `--embed-every face` the track-mode keys are left out too: they change nothing there, and
+    /// runs made before they existed keep their identity.
     pub fn output_settings(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(all) = v.as_object_mut() {
@@ -278,6 +298,10 @@ impl Settings {
             if let Some(embed) = all.get_mut("embed").and_then(|e| e.as_object_mut()) {
                 for key in ["batch", "batch_size", "mem_budget_mb"] {
                     embed.remove(key);
+                }
+                if self.embed.every == EmbedEvery::Face {
+                    embed.remove("every");
+                    embed.remove("track_refresh");
                 }
             }
         }
@@ -305,6 +329,9 @@ impl Settings {
         }
         if !(1..=MAX_BATCH).contains(&self.embed.batch_size) {
             return bad("embed.batch_size (--batch-size) must be within 1..256");
+        }
+        if !(1..=MAX_TRACK_REFRESH).contains(&self.embed.track_refresh) {
+            return bad("embed.track_refresh must be within 1..10000 (1 embeds every face of a track)");
         }
         if self.embed.mem_budget_mb > MAX_MEM_BUDGET_MB {
             return bad("embed.mem_budget_mb (--embed-mem-mb) must be at most 1048576 (1 TiB; 0 sizes it from available memory)");
@@ -798,7 +825,15 @@ mod tests {
         stride.sampling.stride = 9;
         let mut gate = base.clone();
         gate.quality.min_face = 80.0;
-        for other in [stride, gate] {
+        let mut refresh = base.clone();
+        refresh.embed.track_refresh = 99;
+        assert_eq!(base.output_settings(), refresh.output_settings(), "the refresh changes nothing when every face is embedded");
+        let mut track = base.clone();
+        track.embed.every = EmbedEvery::Track;
+        let mut track_refresh = track.clone();
+        track_refresh.embed.track_refresh = 99;
+        assert_ne!(track.output_settings(), track_refresh.output_settings(), "with every = track the refresh changes outputs");
+        for other in [stride, gate, track] {
             assert_ne!(base.output_settings(), other.output_settings());
         }
     }

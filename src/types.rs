@@ -81,6 +81,16 @@ pub enum SkipReason {
     AlignFailed,
     /// Variance of the Laplacian of the aligned crop below `quality.min_blur`.
     Blurry,
+    /// Passed every gate, but with `--embed-every track` its track had already embedded a face
+    /// like it, with a certain match: not embedded.
+    Redundant,
+}
+
+impl SkipReason {
+    /// Whether a face with this outcome passed the quality gates (embedded, or redundant).
+    pub fn usable(skip: Option<SkipReason>) -> bool {
+        matches!(skip, None | Some(SkipReason::Redundant))
+    }
 }
 
 /// What was measured of a face, recorded in `faces.jsonl` whether or not it passed the gates.

@@ -15,6 +15,7 @@ use std::time::Instant;
 use super::{FaceRecord, OutputError, PersonRecord, ReadError, ShotRecord, TrackRecord};
 use crate::people::{self, cluster, PeopleParams, PeopleSection, RunFacts, Seen};
 use crate::run_dir::{self, ManifestHead, CROPS, FACES, MANIFEST, PEOPLE, PEOPLE_EMBEDDINGS, SHOTS, TRACKS, TRACK_EMBEDDINGS};
+use crate::types::SkipReason;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeopleError {
@@ -39,6 +40,13 @@ pub fn apply(dir: &Path, params: &PeopleParams, facts: RunFacts) -> Result<Peopl
     let shot_ends: Vec<(u64, f64)> = shots.iter().map(|s| (s.shot, s.t_end)).collect();
     let spans = people::intervals(&seen, &shot_ends, facts);
     let cannot = people::cooccurring(&seen, &spans);
+    // Faces that passed the gates, per track: with `--embed-every track` many of them are not
+    // embedded, yet they say as much about how long and how well a track was seen.
+    let mut usable: HashMap<u64, u64> = HashMap::new();
+    for f in faces.iter().filter(|f| SkipReason::usable(f.skip_reason)) {
+        *usable.entry(f.track_id).or_default() += 1;
+    }
+    let n_usable = |t: &TrackRecord| usable.get(&t.track_id).copied().unwrap_or(0);
     let mut items = Vec::with_capacity(tracks.len());
     for t in &tracks {
         let embedding = match t.embedding_row {
@@ -47,7 +55,7 @@ pub fn apply(dir: &Path, params: &PeopleParams, facts: RunFacts) -> Result<Peopl
             None => None,
         };
         let name = t.identity.as_ref().and_then(|i| i.name.as_deref());
-        items.push(cluster::Item { embedding, n_embedded: t.n_embedded, name });
+        items.push(cluster::Item { embedding, n_usable: n_usable(t), name });
     }
     let c = cluster::cluster(&items, &cannot, params);
 
@@ -70,7 +78,7 @@ pub fn apply(dir: &Path, params: &PeopleParams, facts: RunFacts) -> Result<Peopl
         for &i in m {
             person_of.insert(tracks[i].track_id, pid);
             if let Some(e) = items[i].embedding {
-                let w = tracks[i].n_embedded as f32;
+                let w = items[i].n_usable as f32;
                 sum.iter_mut().zip(e).for_each(|(s, x)| *s += w * x);
             }
         }

@@ -30,7 +30,7 @@ pub struct PeopleParams {
     pub linkage: Linkage,
     /// Two groups of tracks are one person while their linkage cosine is at least this.
     pub threshold: f64,
-    /// Tracks with fewer embedded faces than this are not clustered; each then joins the most
+    /// Tracks with fewer usable faces than this are not clustered; each then joins the most
     /// similar person when its cosine to the person's embedding is at least `attach_threshold`,
     /// and no person otherwise.
     pub min_track_faces: u64,
@@ -45,8 +45,9 @@ pub struct PeopleParams {
 pub struct Item<'a> {
     /// Unit vector; `None` when the track has no embedded face (never assigned).
     pub embedding: Option<&'a [f32]>,
-    /// Embedded faces: the track's weight in its person's embedding.
-    pub n_embedded: u64,
+    /// Faces that passed the quality gates (embedded, or redundant with `--embed-every track`):
+    /// the track's weight in its person's embedding, and what `min_track_faces` counts.
+    pub n_usable: u64,
     /// The seed it is confidently named after, if any.
     pub name: Option<&'a str>,
 }
@@ -68,7 +69,7 @@ pub struct Clustering {
 /// Clusters `items`; `cannot` lists pairs of item indices that are never one person.
 pub fn cluster(items: &[Item], cannot: &[(usize, usize)], params: &PeopleParams) -> Clustering {
     let n = items.len();
-    let core: Vec<usize> = (0..n).filter(|&i| items[i].embedding.is_some() && items[i].n_embedded >= params.min_track_faces.max(1)).collect();
+    let core: Vec<usize> = (0..n).filter(|&i| items[i].embedding.is_some() && items[i].n_usable >= params.min_track_faces.max(1)).collect();
     let mut slot = vec![usize::MAX; n];
     for (k, &i) in core.iter().enumerate() {
         slot[i] = k;
@@ -123,12 +124,12 @@ pub fn cluster(items: &[Item], cannot: &[(usize, usize)], params: &PeopleParams)
         }
         labels[i] = Some(number[root]);
     }
-    // Each cluster's embedding: the normalised sum of its tracks' means weighted by embedded faces.
+    // Each cluster's embedding: the normalised sum of its tracks' means weighted by usable faces.
     let mut centre = Array2::<f32>::zeros((clusters, dim));
     let mut names: Vec<Option<&str>> = vec![None; clusters];
     for &i in &core {
         if let (Some(c), Some(e)) = (labels[i], items[i].embedding) {
-            let w = items[i].n_embedded as f32;
+            let w = items[i].n_usable as f32;
             centre.row_mut(c).iter_mut().zip(e).for_each(|(d, s)| *d += w * s);
             names[c] = names[c].or(items[i].name);
         }
@@ -300,7 +301,7 @@ mod tests {
     }
 
     fn items(embs: &[Vec<f32>]) -> Vec<Item<'_>> {
-        embs.iter().map(|e| Item { embedding: Some(e), n_embedded: 5, name: None }).collect()
+        embs.iter().map(|e| Item { embedding: Some(e), n_usable: 5, name: None }).collect()
     }
 
     /// Two people, three tracks each, around two orthogonal directions.
@@ -350,7 +351,7 @@ mod tests {
         let e = vec![unit(&[1.0, 0.0])];
         let c = cluster(&items(&e), &[], &params(Linkage::Average, 0.5));
         assert_eq!((c.clusters, c.labels.clone()), (1, vec![Some(0)]));
-        let none = [Item { embedding: None, n_embedded: 0, name: None }];
+        let none = [Item { embedding: None, n_usable: 0, name: None }];
         let c = cluster(&none, &[], &params(Linkage::Average, 0.5));
         assert_eq!((c.clusters, c.labels[0], c.no_embedding), (0, None, 1));
     }
@@ -378,7 +379,7 @@ mod tests {
         e.push(unit(&[1.0, 0.0, 0.0])); // 8: close to person 0, but seen beside track 0
         let mut it = items(&e);
         for item in &mut it[6..9] {
-            item.n_embedded = 1;
+            item.n_usable = 1;
         }
         let p = PeopleParams { min_track_faces: 2, attach_threshold: 0.8, ..params(Linkage::Average, 0.5) };
         let c = cluster(&it, &[(8, 0)], &p);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect;
 use crate::output::ShotRecord;
 use crate::track::cuts::CutState;
+use crate::track::Tracker;
 use crate::types::{Detection, FaceQuality, RgbImage, SkipReason};
 use crate::video::DecodeIssue;
 
@@ -82,6 +83,18 @@ pub struct EmbeddedFrame {
     pub decode: DecodeState,
     pub closed_shots: Vec<ShotRecord>,
     pub issues: Vec<DecodeIssue>,
+}
+
+/// An embedded frame with its faces tied into tracks: the inference stage tracks frames in frame
+/// order as they leave, since with `--embed-every track` what it embeds depends on the tracks.
+pub struct TrackedFrame {
+    pub frame: EmbeddedFrame,
+    /// Each face's track, in face order.
+    pub tracks: Vec<u64>,
+    /// The tracks that ended before this frame's faces joined theirs (a cut, a gap, a split).
+    pub ended: Vec<u64>,
+    /// The tracker right after this frame: a checkpoint taken after writing it continues from it.
+    pub tracker: Tracker,
 }
 
 /// Milliseconds a sampled frame spent in each stage (a row of `timings.jsonl`).

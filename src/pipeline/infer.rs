@@ -20,6 +20,11 @@
 //! Outputs do not depend on the pool: frames are packed into embedder calls in frame order
 //! whatever order their detections finish in, so the calls are the same as on one thread, every
 //! session has the same thread count, and frames leave in frame order.
+//!
+//! The coordinator also ties faces into tracks, as frames leave. With `--embed-every track` the
+//! tracker decides which of a frame's faces to embed, so a frame is planned only once the one
+//! before it has been tracked: its embedder call is then the only one in flight, and workers
+//! take embedder calls before detections so the frames behind it wait as little as possible.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -27,18 +32,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{never, select, unbounded, Receiver, Sender};
+use crossbeam_channel::{never, select, unbounded, Receiver, Sender, TryRecvError};
 
 use super::budget::CpuBudget;
 use super::error::HarvestError;
-use super::frames::{ms, Carry, EmbeddedFrame, FaceOut, FrameTiming, SampledFrame};
+use super::frames::{ms, Carry, EmbeddedFrame, FaceOut, FrameTiming, SampledFrame, TrackedFrame};
 use super::gates::assess;
-use crate::config::Quality;
+use crate::config::{EmbedEvery, Quality};
 use crate::detect::Detector;
 use crate::embed::batching::{Call, Packer, Part};
 use crate::embed::Embedder;
 use crate::onnx::OnnxError;
-use crate::types::RgbImage;
+use crate::track::{Look, TrackInput, Tracker};
+use crate::types::{RgbImage, SkipReason};
 
 /// One worker's sessions.
 pub(super) struct Models {
@@ -55,6 +61,10 @@ pub(super) struct Plan {
     pub gates: Quality,
     /// Intra-op threads of each worker's sessions: the permits a job holds.
     pub worker_threads: usize,
+    pub every: EmbedEvery,
+    pub track_refresh: u32,
+    /// The tracker to continue (a fresh one, or a checkpoint's).
+    pub tracker: Tracker,
 }
 
 enum Job {
@@ -72,18 +82,22 @@ enum Done {
 /// Jobs handed out and not yet done, per worker: enough that a worker finishing one finds the
 /// next waiting, few enough that frames in flight stay bounded.
 const JOBS_PER_WORKER: usize = 3;
+/// Frames detected ahead of the first one not yet planned, per job slot: with `--embed-every
+/// track` detection runs on while a frame's embedder call is out, but not without bound.
+const AHEAD_PER_JOB: usize = 4;
 
 /// Runs the stage until `frames` closes and every frame has gone to `out` (or `out` closed).
 /// With no workers (decode-only) frames pass straight through with no faces. Returns how many
 /// frames had to be split over several calls to stay within memory.
 pub(super) fn run(
     frames: Receiver<SampledFrame>,
-    out: Sender<EmbeddedFrame>,
+    out: Sender<TrackedFrame>,
     workers: Vec<Models>,
     plan: Plan,
     budget: &CpuBudget,
 ) -> Result<u64, HarvestError> {
     let (job_tx, job_rx) = unbounded::<Job>();
+    let (embed_tx, embed_rx) = unbounded::<Job>();
     let (done_tx, done_rx) = unbounded::<Result<Done, HarvestError>>();
     let embedding = workers.first().is_some_and(|m| m.embedder.is_some());
     let max_jobs = JOBS_PER_WORKER * workers.len().max(1);
@@ -95,21 +109,25 @@ pub(super) fn run(
     thread::scope(|s| {
         let mut spawned = Vec::new();
         for (i, models) in workers.into_iter().enumerate() {
-            let (jobs, done) = (job_rx.clone(), done_tx.clone());
+            let (jobs, embeds, done) = (job_rx.clone(), embed_rx.clone(), done_tx.clone());
             let handle = thread::Builder::new()
                 .name(format!("model-{i}"))
-                .spawn_scoped(s, move || work(models, jobs, done, Worker { gates, threads, budget, stop }))
+                .spawn_scoped(s, move || work(models, Queues { embeds, jobs }, done, Worker { gates, threads, budget, stop }))
                 .map_err(|source| HarvestError::ThreadStart { stage: format!("model-{i}"), source })?;
             spawned.push(handle);
         }
-        drop((job_rx, done_tx));
+        drop((job_rx, embed_rx, done_tx));
         let mut c = Coordinator {
             jobs: job_tx,
+            embeds: embed_tx,
             done: done_rx,
             out,
             packer: plan.packer,
             batch: plan.batch,
             embedding,
+            every: plan.every,
+            refresh: plan.track_refresh,
+            tracker: plan.tracker,
             pass_through: spawned.is_empty(),
             unpacked: VecDeque::new(),
             detected: BTreeMap::new(),
@@ -118,7 +136,7 @@ pub(super) fn run(
             next_call: 0,
             outstanding: 0,
         };
-        let result = c.drive(&frames, max_jobs);
+        let result = c.drive(&frames, max_jobs, AHEAD_PER_JOB * max_jobs);
         let frames_split = c.packer.split_frames();
         stop.store(true, Ordering::Relaxed);
         // Closing the job queue lets the workers end; the scope joins them.
@@ -127,10 +145,31 @@ pub(super) fn run(
     })
 }
 
-/// A worker: runs jobs until the queue closes, each under its permits. A panic in a job is
+/// A worker's two queues: embedder calls go first.
+struct Queues {
+    embeds: Receiver<Job>,
+    jobs: Receiver<Job>,
+}
+
+impl Queues {
+    /// The next job, an embedder call when one waits; `None` once both queues are closed and empty.
+    fn next(&self) -> Option<Job> {
+        match self.embeds.try_recv() {
+            Ok(job) => return Some(job),
+            Err(TryRecvError::Disconnected) => return self.jobs.recv().ok(),
+            Err(TryRecvError::Empty) => {}
+        }
+        select! {
+            recv(self.embeds) -> job => job.ok().or_else(|| self.jobs.recv().ok()),
+            recv(self.jobs) -> job => job.ok().or_else(|| self.embeds.recv().ok()),
+        }
+    }
+}
+
+/// A worker: runs jobs until the queues close, each under its permits. A panic in a job is
 /// reported as a failure so the coordinator never waits for a result that will not come.
-fn work(mut models: Models, jobs: Receiver<Job>, done: Sender<Result<Done, HarvestError>>, w: Worker) {
-    for job in jobs {
+fn work(mut models: Models, queues: Queues, done: Sender<Result<Done, HarvestError>>, w: Worker) {
+    while let Some(job) = queues.next() {
         if w.stop.load(Ordering::Relaxed) {
             return;
         }
@@ -193,11 +232,15 @@ struct Waiting {
 
 struct Coordinator {
     jobs: Sender<Job>,
+    embeds: Sender<Job>,
     done: Receiver<Result<Done, HarvestError>>,
-    out: Sender<EmbeddedFrame>,
+    out: Sender<TrackedFrame>,
     packer: Packer,
     batch: bool,
     embedding: bool,
+    every: EmbedEvery,
+    refresh: u32,
+    tracker: Tracker,
     pass_through: bool,
     /// Frames sent for detection and not yet packed, in frame order.
     unpacked: VecDeque<u64>,
@@ -213,7 +256,7 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    fn drive(&mut self, frames: &Receiver<SampledFrame>, max_jobs: usize) -> Result<(), HarvestError> {
+    fn drive(&mut self, frames: &Receiver<SampledFrame>, max_jobs: usize, max_ahead: usize) -> Result<(), HarvestError> {
         let (mut input_open, mut flushed) = (true, false);
         // What a stage waits on when it must not take frames, or has no job out.
         let (no_frames, no_results) = (never(), never());
@@ -224,10 +267,10 @@ impl Coordinator {
                     self.dispatch(call)?;
                 }
             }
-            if !self.send_ready() {
+            if !self.settle()? {
                 return Ok(());
             }
-            let accept = input_open && self.outstanding < max_jobs;
+            let accept = input_open && self.outstanding < max_jobs && self.unpacked.len() < max_ahead;
             if !accept && self.outstanding == 0 {
                 // The input has ended and every job is done.
                 return Ok(());
@@ -253,14 +296,18 @@ impl Coordinator {
     fn take_frame(&mut self, frame: SampledFrame) -> Result<(), HarvestError> {
         self.unpacked.push_back(frame.idx);
         if self.pass_through {
-            return self.take_detected(detected(frame, Vec::new(), FrameTiming::default()));
+            self.detected.insert(frame.idx, detected(frame, Vec::new(), FrameTiming::default()));
+            return Ok(());
         }
         self.send(Job::Frame(Box::new(frame)))
     }
 
     fn take_done(&mut self, done: Done) -> Result<(), HarvestError> {
         match done {
-            Done::Frame(frame) => self.take_detected(*frame),
+            Done::Frame(frame) => {
+                self.detected.insert(frame.idx, *frame);
+                Ok(())
+            }
             Done::Embed { call, vectors, took } => {
                 let slots = self.calls.remove(&call).unwrap_or_default();
                 // Each frame's share of the call, by its crops.
@@ -277,23 +324,69 @@ impl Coordinator {
         }
     }
 
-    /// Packs detected frames in frame order: each frame's calls go out as soon as they are planned.
-    fn take_detected(&mut self, frame: EmbeddedFrame) -> Result<(), HarvestError> {
-        self.detected.insert(frame.idx, frame);
-        while let Some(frame) = self.unpacked.front().and_then(|idx| self.detected.remove(idx)) {
+    /// Plans and tracks frames until neither can go further; false once the writer is gone.
+    fn settle(&mut self) -> Result<bool, HarvestError> {
+        loop {
+            let planned = self.plan_ready()?;
+            match self.send_ready() {
+                None => return Ok(false),
+                Some(sent) if !planned && !sent => return Ok(true),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Plans detected frames in frame order, each frame's calls going out as soon as they are
+    /// planned; with `--embed-every track` only once the frame before has been tracked. Returns
+    /// whether it planned any.
+    fn plan_ready(&mut self) -> Result<bool, HarvestError> {
+        let mut planned = false;
+        while let Some(&idx) = self.unpacked.front() {
+            let by_track = self.embedding && self.every == EmbedEvery::Track;
+            if by_track && !self.waiting.is_empty() {
+                break;
+            }
+            let Some(mut frame) = self.detected.remove(&idx) else { break };
             self.unpacked.pop_front();
-            let passed: Vec<usize> = if self.embedding { (0..frame.faces.len()).filter(|&i| frame.faces[i].skip.is_none()).collect() } else { Vec::new() };
-            let calls: Vec<Call> = if self.batch {
+            planned = true;
+            let passed = self.to_embed(&mut frame);
+            let mut calls: Vec<Call> = if self.batch {
                 self.packer.push(frame.idx, passed.len())
             } else {
                 (0..passed.len()).map(|start| vec![Part { frame: frame.idx, start, len: 1 }]).collect()
             };
+            if by_track {
+                // The next frame waits for this one: nothing may stay pending.
+                calls.extend(self.packer.flush());
+            }
             self.waiting.push_back(Waiting { remaining: passed.len(), passed, frame });
             for call in calls {
                 self.dispatch(call)?;
             }
         }
-        Ok(())
+        Ok(planned)
+    }
+
+    /// The faces of `frame` to embed, by index. With `--embed-every track`, the usable faces
+    /// the tracker finds add nothing to their tracks are marked redundant instead.
+    fn to_embed(&self, frame: &mut EmbeddedFrame) -> Vec<usize> {
+        if !self.embedding {
+            return Vec::new();
+        }
+        let usable = |f: &FaceOut| f.skip.is_none();
+        let chosen = match self.every {
+            EmbedEvery::Face => frame.faces.iter().map(usable).collect(),
+            EmbedEvery::Track => {
+                let inputs: Vec<TrackInput> = frame.faces.iter().map(|f| track_input(f, None)).collect();
+                self.tracker.to_embed(frame.idx, frame.shot, &inputs, self.refresh)
+            }
+        };
+        for (face, &embed) in frame.faces.iter_mut().zip(&chosen) {
+            if usable(face) && !embed {
+                face.skip = Some(SkipReason::Redundant);
+            }
+        }
+        chosen.iter().enumerate().filter(|&(_, &embed)| embed).map(|(i, _)| i).collect()
     }
 
     /// Sends one planned call's crops to the workers.
@@ -319,7 +412,8 @@ impl Coordinator {
     }
 
     fn send(&mut self, job: Job) -> Result<(), HarvestError> {
-        if self.jobs.send(job).is_err() {
+        let queue = if matches!(job, Job::Embed { .. }) { &self.embeds } else { &self.jobs };
+        if queue.send(job).is_err() {
             return Err(self.root_cause());
         }
         self.outstanding += 1;
@@ -331,17 +425,25 @@ impl Coordinator {
         self.done.try_iter().find_map(Result::err).unwrap_or(HarvestError::Panicked { stage: "model worker" })
     }
 
-    /// Sends the frames at the front whose crops are all embedded; false once the writer is gone.
-    fn send_ready(&mut self) -> bool {
-        while self.waiting.front().is_some_and(|w| w.remaining == 0) {
-            if let Some(w) = self.waiting.pop_front() {
-                if self.out.send(w.frame).is_err() {
-                    return false;
-                }
-            }
+    /// Tracks and sends the frames at the front whose crops are all embedded. Returns whether it
+    /// sent any, or `None` once the writer is gone.
+    fn send_ready(&mut self) -> Option<bool> {
+        let mut sent = false;
+        while let Some(w) = self.waiting.pop_front_if(|w| w.remaining == 0) {
+            let frame = w.frame;
+            let inputs: Vec<TrackInput> = frame.faces.iter().map(|f| track_input(f, f.embedding.as_deref())).collect();
+            let (tracks, ended) = self.tracker.push_in_shot(frame.idx, frame.shot, &inputs);
+            self.out.send(TrackedFrame { frame, tracks, ended, tracker: self.tracker.clone() }).ok()?;
+            sent = true;
         }
-        true
+        Some(sent)
     }
+}
+
+/// A face as the tracker sees it; only faces that passed the gates have a look.
+fn track_input<'a>(face: &FaceOut, embedding: Option<&'a [f32]>) -> TrackInput<'a> {
+    let look = SkipReason::usable(face.skip).then(|| Look { rank: face.quality.rank(face.det.score), yaw: face.quality.yaw, face_px: face.quality.face_px });
+    TrackInput { bbox: face.det.bbox, score: face.det.score, embedding, look }
 }
 
 #[cfg(test)]
@@ -363,7 +465,7 @@ mod tests {
 
     const PLAN: fn() -> InputPlan = || InputPlan::new(None, 64, Normalize { bgr: false, mean: 0.0, scale: 1.0 });
 
-    /// Two frontal faces per frame; the first call of all is slow, so a later frame's detection
+    /// Two frontal faces per frame, side by side; the first call of all is slow, so a later frame's detection
     /// finishes first. Fails (or panics) on the `fail_on`-th call when asked.
     struct FakeDetector {
         calls: Arc<AtomicUsize>,
@@ -389,7 +491,7 @@ mod tests {
                 landmarks: ARCFACE_TEMPLATE.map(|p| [p[0] + 40.0 + dx, p[1] + 20.0]),
                 score: 0.9,
             };
-            Ok((vec![face(0.0), face(30.0)], Duration::from_millis(1)))
+            Ok((vec![face(0.0), face(160.0)], Duration::from_millis(1)))
         }
     }
 
@@ -412,8 +514,8 @@ mod tests {
     /// Frame `idx`: sharp stripes whose brightness depends on the frame.
     fn sampled(idx: u64) -> SampledFrame {
         let (lo, hi) = (10 + idx as u8 * 3, 200 + idx as u8);
-        let data = (0..200 * 200).flat_map(|i| if (i % 200 / 3) % 2 == 0 { [lo; 3] } else { [hi; 3] }).collect();
-        let image = RgbImage::new(200, 200, data).unwrap();
+        let data = (0..400 * 200).flat_map(|i| if (i % 400 / 3) % 2 == 0 { [lo; 3] } else { [hi; 3] }).collect();
+        let image = RgbImage::new(400, 200, data).unwrap();
         let shot = ShotRecord { shot: 0, start_frame: 0, end_frame: idx, t_start: 0.0, t_end: idx as f64 };
         let decode = DecodeState {
             next_frame: idx + 1,
@@ -439,11 +541,23 @@ mod tests {
 
     /// Runs the stage over `frames` frames with `workers` fake workers.
     fn run_stage(frames: u64, workers: usize, batch_size: usize, fail_on: Option<(usize, bool)>) -> (Result<u64, HarvestError>, Vec<EmbeddedFrame>) {
+        let (result, out) = run_every(EmbedEvery::Face, frames, workers, batch_size, fail_on);
+        (result, out.into_iter().map(|t| t.frame).collect())
+    }
+
+    fn run_every(
+        every: EmbedEvery,
+        frames: u64,
+        workers: usize,
+        batch_size: usize,
+        fail_on: Option<(usize, bool)>,
+    ) -> (Result<u64, HarvestError>, Vec<TrackedFrame>) {
         let calls = Arc::new(AtomicUsize::new(0));
         let models = (0..workers)
             .map(|_| Models { detector: Box::new(FakeDetector { calls: calls.clone(), fail_on }), embedder: Some(Box::new(FakeEmbedder)) })
             .collect();
-        let plan = Plan { batch: true, packer: Packer::new(batch_size, 16), gates: gates(), worker_threads: 1 };
+        let tracker = Tracker::new(crate::track::TrackParams { high_score: 0.6, iou: 0.3, low_iou: 0.5, max_gap: 30, min_cosine: 0.3 });
+        let plan = Plan { batch: true, packer: Packer::new(batch_size, 16), gates: gates(), worker_threads: 1, every, track_refresh: 4, tracker };
         let (frame_tx, frame_rx) = crossbeam_channel::bounded(2);
         let (out_tx, out_rx) = crossbeam_channel::unbounded();
         let budget = CpuBudget::new(workers);
@@ -478,6 +592,35 @@ mod tests {
             let calls: u64 = out.iter().map(|f| f.embed_calls.len() as u64).sum();
             assert!(out.iter().flat_map(|f| &f.embed_calls).all(|&n| n == 2 || n == batch_size as u64), "{batch_size}");
             assert_eq!(calls, if batch_size == 1 { 12 } else { 6 }, "batch {batch_size}: two crops per frame, packed up to the batch size");
+        }
+    }
+
+    #[test]
+    fn by_track_only_faces_that_add_are_embedded_and_tracks_stay_the_same() {
+        for batch_size in [1, 4] {
+            let (result, out) = run_every(EmbedEvery::Track, 12, 3, batch_size, None);
+            assert_eq!(result.unwrap(), 0);
+            assert_eq!(out.iter().map(|f| f.frame.idx).collect::<Vec<_>>(), (0..12).collect::<Vec<_>>());
+            for t in &out {
+                let frame = &t.frame;
+                assert_eq!(t.tracks, vec![0, 1], "frame {}", frame.idx);
+                // The first face of each track, then every 4th (the refresh): the same still faces.
+                let embedded = frame.idx % 4 == 0;
+                for face in &frame.faces {
+                    match embedded {
+                        true => {
+                            assert_eq!(face.skip, None, "frame {}", frame.idx);
+                            assert_eq!(face.embedding.as_deref(), Some(&[brightness(face.aligned.as_ref().unwrap())][..]));
+                        }
+                        false => assert_eq!((face.skip, face.embedding.as_ref()), (Some(SkipReason::Redundant), None), "frame {}", frame.idx),
+                    }
+                }
+                let crops: u64 = frame.embed_calls.iter().sum();
+                assert_eq!(crops, if embedded { 2 } else { 0 }, "frame {}: its own crops, in calls of its own", frame.idx);
+            }
+            let (_, faces) = run_every(EmbedEvery::Face, 12, 3, batch_size, None);
+            let tracks = |o: &[TrackedFrame]| o.iter().map(|t| t.tracks.clone()).collect::<Vec<_>>();
+            assert_eq!(tracks(&out), tracks(&faces), "the same tracks as with every face embedded");
         }
     }
 

@@ -1,9 +1,10 @@
 //! The only module that spawns threads and owns channels. A harvest runs as three stages:
 //!
 //! ```text
-//! decode thread ──SampledFrame──▶ infer thread ──EmbeddedFrame──▶ writer (calling thread)
-//! (FFmpeg, every frame,          (coordinator: detect, gate,      (tracks, identities, files,
-//!  shot cuts)                     align, embed on model workers)   progress)
+//! decode thread ──SampledFrame──▶ infer thread ──TrackedFrame──▶ writer (calling thread)
+//! (FFmpeg, every frame,          (coordinator: detect, gate,      (track totals, identities,
+//!  shot cuts)                     align, embed on model workers,   files, progress)
+//!                                 track)
 //! ```
 //!
 //! Channels are bounded, so memory does not grow with video length; shutdown is by dropping
@@ -46,11 +47,12 @@ use crate::output::manifest::{Attempt, Counts, EmbedBatching, Host, InputFacts, 
 use crate::output::{self, CropsDir, Progress, RunWriter};
 use crate::people;
 use crate::run_dir::{self, RunIdentity, Status};
+use crate::track::Tracker;
 use crate::video::{DecodeIssue, VideoDecoder, VideoError};
 pub use budget::CpuBudget;
 use decode::{decode_next, DecodeSide, DecodeStats, SAMPLED_AHEAD};
 pub use error::HarvestError;
-use frames::{EmbeddedFrame, SampledFrame, Shared};
+use frames::{SampledFrame, Shared, TrackedFrame};
 use resume::Checkpoint;
 pub use resume::{checkpoint_frame, rebind_checkpoint};
 pub use seeds::build_gallery;
@@ -301,7 +303,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     let decoded_before = checkpoint.as_ref().and_then(|c| c.tail.as_ref()).map_or(first_frame, |t| t.frames_decoded);
     let shared = Arc::new(Shared { decoded: AtomicU64::new(decoded_before), sampled: AtomicU64::new(first_sampled) });
     let (frame_tx, frame_rx) = bounded::<SampledFrame>(SAMPLED_AHEAD);
-    let (face_tx, face_rx) = bounded::<EmbeddedFrame>(CHANNEL_DEPTH);
+    let (face_tx, face_rx) = bounded::<TrackedFrame>(CHANNEL_DEPTH);
 
     let plan = workers.first().map(|m| m.detector.input_plan());
     let mut decoder = match plan {
@@ -349,11 +351,15 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
             .map_err(|source| HarvestError::ThreadStart { stage: "decode".into(), source })?
     };
 
+    let tracker = sink_state.as_ref().map_or_else(|| Tracker::new(cfg.settings.track.clone()), |s| s.tracker().clone());
     let infer_plan = infer::Plan {
         batch: cfg.settings.embed.batch,
         packer: Packer::new(cfg.settings.embed.batch_size, batching.max_crops_per_call),
         gates: cfg.settings.quality.clone(),
         worker_threads: split.worker_threads,
+        every: cfg.settings.embed.every,
+        track_refresh: cfg.settings.embed.track_refresh,
+        tracker: tracker.clone(),
     };
     let infer_handle = {
         let budget = budget.clone();
@@ -372,7 +378,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
         }
         None => (spill::Spill::create(&cfg.out_dir, dim)?, None),
     };
-    let sink = Sink::new(&mut writer, &crops, spill, gallery.as_ref(), cfg.settings.identify.clone(), cfg.settings.track.clone(), sink_state)?;
+    let sink = Sink::new(&mut writer, &crops, spill, gallery.as_ref(), cfg.settings.identify.clone(), tracker, sink_state)?;
     let mut keeper = Keeper {
         out_dir: &cfg.out_dir,
         identity: identity.clone(),

@@ -1,5 +1,6 @@
-//! The writer stage's state: turns each embedded frame into `faces.jsonl` rows, ties faces into
-//! tracks, names them against the seed gallery, and at the end writes the per-track files.
+//! The writer stage's state: turns each tracked frame into `faces.jsonl` rows, adds its faces to
+//! their tracks' totals, names them against the seed gallery, and at the end writes the
+//! per-track files.
 //! Runs on the calling thread of the pipeline; it owns no threads or channels itself.
 
 use std::collections::HashMap;
@@ -8,14 +9,15 @@ use std::time::Instant;
 use ndarray::Array2;
 
 use super::frames::Tail;
-use super::frames::{EmbeddedFrame, FaceOut};
+use super::frames::{FaceOut, TrackedFrame};
 use super::spill::{BestRef, ClosedTrack, Restored, Spill, SpillLengths};
 use crate::identify::{Gallery, MatchParams};
 use crate::output::manifest::{Counts, Timings};
 use crate::output::{self, CropsDir, FaceRecord, OutputError, Position, RunWriter, ShotRecord, TimingRecord, TrackRecord};
 use crate::run_dir;
 use crate::track::summary::{side_by_side, BestFace, FaceInTrack, TrackSummary};
-use crate::track::{TrackInput, TrackParams, Tracker};
+use crate::track::Tracker;
+use crate::types::SkipReason;
 use crate::video::DecodeIssue;
 
 pub struct Sink<'a> {
@@ -24,10 +26,10 @@ pub struct Sink<'a> {
     spill: Spill,
     gallery: Option<&'a Gallery>,
     matching: MatchParams,
+    /// The tracker as it was after the last frame written.
     tracker: Tracker,
     open: HashMap<u64, TrackSummary>,
     closed: Vec<ClosedTrack>,
-    shot: Option<u64>,
     pub counts: Counts,
     next_face: u64,
     /// Shots closed before the last frame pushed, and decode problems met so far.
@@ -46,6 +48,11 @@ impl SinkState {
     pub fn spill(&self) -> SpillLengths {
         self.spill
     }
+
+    /// The tracker to continue from.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
 }
 
 /// Everything a [`Sink`] carries from frame to frame, for a checkpoint: small and bounded by
@@ -56,7 +63,6 @@ pub struct SinkState {
     tracker: Tracker,
     /// Open tracks by id (a map's order is not stable, so a list).
     open: Vec<OpenTrack>,
-    shot: Option<u64>,
     counts: Counts,
     next_face: u64,
     issues: Vec<DecodeIssue>,
@@ -79,7 +85,7 @@ impl<'a> Sink<'a> {
         spill: Spill,
         gallery: Option<&'a Gallery>,
         matching: MatchParams,
-        track: TrackParams,
+        tracker: Tracker,
         resume: Option<(SinkState, Restored)>,
     ) -> Result<Self, OutputError> {
         let mut sink = Self {
@@ -88,10 +94,9 @@ impl<'a> Sink<'a> {
             spill,
             gallery,
             matching,
-            tracker: Tracker::new(track),
+            tracker,
             open: HashMap::new(),
             closed: Vec::new(),
-            shot: None,
             counts: Counts::default(),
             next_face: 0,
             shots: Vec::new(),
@@ -107,7 +112,6 @@ impl<'a> Sink<'a> {
             sink.tracker = state.tracker;
             sink.closed = restored.closed;
             sink.shots = restored.shots;
-            sink.shot = state.shot;
             sink.counts = state.counts;
             sink.next_face = state.next_face;
             sink.issues = state.issues;
@@ -134,15 +138,8 @@ impl<'a> Sink<'a> {
             }
             open.push(OpenTrack { summary: s.without_best(), best: s.best.as_ref().map(|b| BestRef { rank: b.rank, face_id: b.face_id }) });
         }
-        let state = SinkState {
-            tracker: self.tracker.clone(),
-            open,
-            shot: self.shot,
-            counts: self.counts.clone(),
-            next_face: self.next_face,
-            issues: self.issues.clone(),
-            spill,
-        };
+        let state =
+            SinkState { tracker: self.tracker.clone(), open, counts: self.counts.clone(), next_face: self.next_face, issues: self.issues.clone(), spill };
         Ok((state, self.writer.position()))
     }
 
@@ -156,7 +153,8 @@ impl<'a> Sink<'a> {
         self.next_face
     }
 
-    pub fn push(&mut self, mut frame: EmbeddedFrame) -> Result<(), OutputError> {
+    pub fn push(&mut self, tracked: TrackedFrame) -> Result<(), OutputError> {
+        let TrackedFrame { mut frame, tracks: track_ids, ended, tracker } = tracked;
         frame.issues.iter().for_each(log_issue);
         self.shots.append(&mut frame.closed_shots);
         self.issues.append(&mut frame.issues);
@@ -171,19 +169,12 @@ impl<'a> Sink<'a> {
             faces: frame.faces.len() as u64,
             elapsed_s: output::round_t(self.started.elapsed().as_secs_f64()),
         })?;
-        if self.shot.is_some_and(|s| s != frame.shot) {
-            let ended = self.tracker.end_all();
-            self.close(&ended)?;
-        }
-        self.shot = Some(frame.shot);
         for &crops in &frame.embed_calls {
             self.counts.embed_calls += 1;
             *self.counts.embed_call_crops.entry(crops).or_default() += 1;
         }
 
-        let inputs: Vec<TrackInput> =
-            frame.faces.iter().map(|f| TrackInput { bbox: f.det.bbox, score: f.det.score, embedding: f.embedding.as_deref() }).collect();
-        let (track_ids, ended) = self.tracker.push(frame.idx, &inputs);
+        self.tracker = tracker;
         self.close(&ended)?;
         let identities = self.identify_faces(&frame.faces);
 
@@ -202,8 +193,14 @@ impl<'a> Sink<'a> {
             let face_id = self.next_face;
             self.next_face += 1;
             let summary = self.open.entry(track_id).or_insert_with(|| TrackSummary::new(track_id, frame.shot, frame.idx, frame.t));
-            let in_track =
-                FaceInTrack { face_id, frame: frame.idx, t: frame.t, embedding: embedding.as_deref(), usable: skip.is_none(), rank: quality.rank(det.score) };
+            let in_track = FaceInTrack {
+                face_id,
+                frame: frame.idx,
+                t: frame.t,
+                embedding: embedding.as_deref(),
+                usable: SkipReason::usable(skip),
+                rank: quality.rank(det.score),
+            };
             summary.add(&in_track, || (aligned, context));
             self.writer.push_face(&FaceRecord {
                 face_id,

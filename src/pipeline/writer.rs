@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 
-use super::frames::{DecodeState, EmbeddedFrame, Shared, Tail};
+use super::frames::{DecodeState, Shared, Tail, TrackedFrame};
 use super::progress::{bar_line, eta, RateWindow};
 use super::resume::Checkpoint;
 use super::sink::Sink;
@@ -60,7 +60,7 @@ pub fn write_stage<'a>(
     cfg: &HarvestConfig,
     video: &crate::video::VideoInfo,
     mut sink: Sink<'a>,
-    rx: crossbeam_channel::Receiver<EmbeddedFrame>,
+    rx: crossbeam_channel::Receiver<TrackedFrame>,
     shared: &Shared,
     start: Instant,
     keeper: &mut Keeper,
@@ -92,7 +92,7 @@ pub fn write_stage<'a>(
     loop {
         match rx.recv_timeout(interval) {
             Ok(frame) => {
-                let decode = frame.decode.clone();
+                let decode = frame.frame.decode.clone();
                 sink.push(frame)?;
                 keeper.last = Some(decode);
                 if last_checkpoint.elapsed() >= checkpoint_every {

@@ -140,7 +140,7 @@ pub fn run(cfg: &MergeConfig) -> Result<MergeEnd, SeasonError> {
         }
     }
     let items: Vec<Item> =
-        members.iter().map(|m| Item { embedding: Some(&m.embedding), n_embedded: m.person.n_embedded, name: m.person.name.as_deref() }).collect();
+        members.iter().map(|m| Item { embedding: Some(&m.embedding), n_usable: m.person.n_embedded, name: m.person.name.as_deref() }).collect();
     let mut cannot = Vec::new();
     for a in 0..members.len() {
         for b in a + 1..members.len() {

@@ -9,6 +9,12 @@
 //! cut detector missed, or a person replaced in the same spot), so it can never hold two people
 //! whose faces were embedded. Tracks also end after `max_gap` frames unseen, at a cut, or at the
 //! end of the video; every detection gets a track, new ones when nothing matches.
+//!
+//! With `--embed-every track` the tracker also says which faces are worth embedding
+//! ([`Tracker::to_embed`]): a face whose match is certain and that looks like what its track
+//! has already embedded adds nothing, so it is not embedded. Every face the appearance check
+//! could decide about (a box two tracks could claim, or two boxes one track could) is embedded,
+//! so that check works as it does when every face is embedded.
 
 pub mod cuts;
 pub mod summary;
@@ -38,7 +44,35 @@ pub struct TrackInput<'a> {
     pub bbox: [f32; 4],
     pub score: f32,
     pub embedding: Option<&'a [f32]>,
+    /// How the face looks, when it passed the quality gates (only such faces are embedded).
+    pub look: Option<Look>,
 }
+
+/// What of a usable face decides whether it adds to its track.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Look {
+    /// [`crate::types::FaceQuality::rank`].
+    pub rank: f64,
+    pub yaw: f64,
+    pub face_px: f64,
+}
+
+/// A track's last embedded face, and how many usable faces it has had since.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Embedded {
+    last: Look,
+    best_rank: f64,
+    since: u32,
+}
+
+/// An uncontested overlap match below this IoU (a jump, or a box that changed shape) is embedded.
+const CERTAIN_IOU: f32 = 0.5;
+/// A face whose rank is this many times the best its track has embedded is clearly better.
+const BETTER_RANK: f64 = 1.25;
+/// A yaw change (degrees) or a size change (ratio of the shorter box sides) since the last
+/// embedded face past which the face is embedded again.
+const YAW_CHANGE: f64 = 20.0;
+const SIZE_CHANGE: f64 = 1.5;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Track {
@@ -50,6 +84,8 @@ struct Track {
     updates: u32,
     /// Sum of the unit embeddings seen so far (its direction is the mean appearance).
     appearance: Option<Vec<f32>>,
+    #[serde(default)]
+    embedded: Option<Embedded>,
 }
 
 impl Track {
@@ -75,12 +111,36 @@ impl Track {
         self.bbox = det.bbox;
         self.last_frame = frame;
         self.updates += 1;
+        self.add_look(det);
+    }
+
+    /// Adds a face's appearance, and what it says of the faces still worth embedding.
+    fn add_look(&mut self, det: &TrackInput) {
         if let Some(e) = det.embedding {
             match &mut self.appearance {
                 Some(sum) => sum.iter_mut().zip(e).for_each(|(s, x)| *s += x),
                 None => self.appearance = Some(e.to_vec()),
             }
         }
+        match (det.look, det.embedding.is_some(), &mut self.embedded) {
+            (Some(look), true, embedded) => {
+                let best_rank = embedded.as_ref().map_or(look.rank, |e| e.best_rank.max(look.rank));
+                *embedded = Some(Embedded { last: look, best_rank, since: 0 });
+            }
+            (Some(_), false, Some(e)) => e.since += 1,
+            _ => {}
+        }
+    }
+
+    /// Whether a usable face matched to this track for certain (at overlap `o`) adds to it.
+    fn adds(&self, look: &Look, o: f32, refresh: u32) -> bool {
+        let Some(e) = &self.embedded else { return true };
+        let size = look.face_px.max(1e-6) / e.last.face_px.max(1e-6);
+        o < CERTAIN_IOU
+            || look.rank > e.best_rank * BETTER_RANK
+            || (look.yaw - e.last.yaw).abs() > YAW_CHANGE
+            || !(1.0 / SIZE_CHANGE..=SIZE_CHANGE).contains(&size)
+            || e.since + 1 >= refresh
     }
 }
 
@@ -94,11 +154,56 @@ pub struct Tracker {
     /// Tracks ended because a different-looking face took their place.
     #[serde(default)]
     splits: u64,
+    /// The shot of the last frame pushed: a new one ends every track.
+    #[serde(default)]
+    shot: Option<u64>,
 }
 
 impl Tracker {
     pub fn new(params: TrackParams) -> Self {
-        Self { params, tracks: Vec::new(), next_id: 0, refused_matches: 0, splits: 0 }
+        Self { params, tracks: Vec::new(), next_id: 0, refused_matches: 0, splits: 0, shot: None }
+    }
+
+    /// [`Tracker::push`] for a frame of shot `shot`: a shot other than the last one's ends every
+    /// track first (they are among the ids returned as ended).
+    pub fn push_in_shot(&mut self, frame: u64, shot: u64, dets: &[TrackInput]) -> (Vec<u64>, Vec<u64>) {
+        let mut ended = if self.shot.is_some_and(|s| s != shot) { self.end_all() } else { Vec::new() };
+        self.shot = Some(shot);
+        let (ids, more) = self.push(frame, dets);
+        ended.extend(more);
+        (ids, ended)
+    }
+
+    /// Which of a frame's detections to embed before it is pushed, when only faces that add to
+    /// their track are embedded (`--embed-every track`). A usable face (one with a [`Look`]) is
+    /// embedded when no track can take it (a new track), when it or its track could go another
+    /// way (another track, or another detection, overlaps enough to be matched instead: the
+    /// appearance check decides those), or, matched for certain, when its track has embedded
+    /// nothing yet, the overlap is below [`CERTAIN_IOU`], its rank is clearly above the best its
+    /// track embedded, its pose or size changed, or `refresh` faces have passed since the last.
+    pub fn to_embed(&self, frame: u64, shot: u64, dets: &[TrackInput], refresh: u32) -> Vec<bool> {
+        let live: Vec<&Track> = match self.shot.is_some_and(|s| s != shot) {
+            true => Vec::new(),
+            false => self.tracks.iter().filter(|t| frame.saturating_sub(t.last_frame) <= self.params.max_gap).collect(),
+        };
+        // The tracks each detection could be matched to, with their overlaps.
+        let candidates: Vec<Vec<(usize, f32)>> = dets
+            .iter()
+            .map(|d| {
+                let min_iou = if f64::from(d.score) >= self.params.high_score { self.params.iou } else { self.params.low_iou } as f32;
+                live.iter().enumerate().map(|(ti, t)| (ti, iou(&t.predict(frame), &d.bbox))).filter(|&(_, o)| o >= min_iou).collect()
+            })
+            .collect();
+        let claims = |ti: usize| candidates.iter().filter(|c| c.iter().any(|&(t, _)| t == ti)).count();
+        dets.iter()
+            .zip(&candidates)
+            .map(|(d, c)| match (d.look, c.as_slice()) {
+                (None, _) => false,
+                (Some(_), []) => true,
+                (Some(look), [(ti, o)]) if claims(*ti) == 1 => live[*ti].adds(&look, *o, refresh),
+                (Some(_), _) => true,
+            })
+            .collect()
     }
 
     /// Overlap matches refused because the appearance disagreed: identity switches the tracker
@@ -172,10 +277,8 @@ impl Tracker {
                 id.unwrap_or_else(|| {
                     let id = self.next_id;
                     self.next_id += 1;
-                    let mut t = Track { id, bbox: d.bbox, velocity: [0.0; 4], last_frame: frame, updates: 0, appearance: None };
-                    if let Some(e) = d.embedding {
-                        t.appearance = Some(e.to_vec());
-                    }
+                    let mut t = Track { id, bbox: d.bbox, velocity: [0.0; 4], last_frame: frame, updates: 0, appearance: None, embedded: None };
+                    t.add_look(d);
                     self.tracks.push(t);
                     id
                 })
@@ -199,7 +302,7 @@ mod tests {
     }
 
     fn det(x: f32, y: f32) -> TrackInput<'static> {
-        TrackInput { bbox: [x, y, x + 20.0, y + 20.0], score: 0.9, embedding: None }
+        TrackInput { bbox: [x, y, x + 20.0, y + 20.0], score: 0.9, embedding: None, look: None }
     }
 
     #[test]
@@ -292,5 +395,85 @@ mod tests {
         assert_eq!(ids, vec![0, 1]);
         assert!(ended.is_empty());
         assert_eq!((t.id_switches_prevented(), t.splits()), (2, 0));
+    }
+
+    fn look(rank: f64, yaw: f64, face_px: f64) -> Option<Look> {
+        Some(Look { rank, yaw, face_px })
+    }
+
+    /// Pushes `n` frames of a still face at x, embedding it only where `to_embed` says, and
+    /// returns which frames were embedded.
+    fn embedded_frames(t: &mut Tracker, frames: std::ops::Range<u64>, x: f32, l: Option<Look>, refresh: u32) -> Vec<u64> {
+        let e = [1.0f32, 0.0];
+        let mut out = Vec::new();
+        for f in frames {
+            let d = TrackInput { look: l, ..det(x, 100.0) };
+            let embed = t.to_embed(f, 0, &[d], refresh)[0];
+            if embed {
+                out.push(f);
+            }
+            t.push_in_shot(f, 0, &[TrackInput { embedding: embed.then_some(&e[..]), ..d }]);
+        }
+        out
+    }
+
+    #[test]
+    fn a_track_embeds_its_first_face_then_every_refresh() {
+        let mut t = Tracker::new(params());
+        assert_eq!(embedded_frames(&mut t, 0..10, 100.0, look(0.5, 0.0, 20.0), 4), vec![0, 4, 8]);
+        assert_eq!(embedded_frames(&mut t, 10..12, 100.0, look(0.5, 0.0, 20.0), 1), vec![10, 11], "refresh 1 embeds every face");
+    }
+
+    #[test]
+    fn gated_faces_are_never_embedded() {
+        let mut t = Tracker::new(params());
+        assert!(embedded_frames(&mut t, 0..3, 100.0, None, 4).is_empty());
+    }
+
+    #[test]
+    fn a_better_face_a_turned_head_or_a_new_size_is_embedded() {
+        let still = look(0.4, 0.0, 20.0);
+        for (changed, embedded) in [
+            (look(0.45, 5.0, 22.0), false),
+            (look(0.6, 0.0, 20.0), true),
+            (look(0.4, 25.0, 20.0), true),
+            (look(0.4, 0.0, 31.0), true),
+            (look(0.4, 0.0, 13.0), true),
+        ] {
+            let mut t = Tracker::new(params());
+            embedded_frames(&mut t, 0..2, 100.0, still, 100);
+            let d = TrackInput { look: changed, ..det(100.0, 100.0) };
+            assert_eq!(t.to_embed(2, 0, &[d], 100), vec![embedded], "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn a_match_the_appearance_check_could_decide_is_embedded() {
+        let l = look(0.5, 0.0, 20.0);
+        let e = [1.0f32, 0.0];
+        let mut t = Tracker::new(params());
+        let at = |x: f32, emb| TrackInput { look: l, embedding: emb, ..det(x, 100.0) };
+        t.push_in_shot(0, 0, &[at(100.0, Some(&e[..])), at(200.0, Some(&e[..]))]);
+        t.push_in_shot(1, 0, &[at(100.0, None), at(200.0, None)]);
+        assert_eq!(t.to_embed(2, 0, &[at(100.0, None), at(200.0, None)], 100), vec![false, false], "two certain matches");
+        // A third face between the first two could be either track's: it and both others are embedded.
+        assert_eq!(t.to_embed(2, 0, &[at(100.0, None), at(200.0, None), at(106.0, None)], 100), vec![true, false, true]);
+        // A box two tracks could claim.
+        assert_eq!(t.to_embed(2, 0, &[at(150.0, None)], 100), vec![true], "no track overlaps it enough: a new track");
+        let mut near = Tracker::new(params());
+        near.push_in_shot(0, 0, &[at(100.0, Some(&e[..])), at(112.0, Some(&e[..]))]);
+        assert_eq!(near.to_embed(1, 0, &[at(106.0, None)], 100), vec![true], "overlaps both tracks");
+        // A weak overlap (a jump) is embedded; a face in a new shot starts a new track.
+        assert_eq!(t.to_embed(2, 0, &[at(106.0, None)], 100), vec![false], "IoU 0.54 with one track: certain");
+        assert_eq!(t.to_embed(2, 0, &[at(108.0, None)], 100), vec![true], "IoU 0.43: a jump");
+        assert_eq!(t.to_embed(2, 1, &[at(100.0, None)], 100), vec![true], "a new shot");
+    }
+
+    #[test]
+    fn a_new_shot_ends_every_track() {
+        let mut t = Tracker::new(params());
+        t.push_in_shot(0, 0, &[det(100.0, 100.0)]);
+        assert_eq!(t.push_in_shot(1, 0, &[det(100.0, 100.0)]), (vec![0], vec![]));
+        assert_eq!(t.push_in_shot(2, 1, &[det(100.0, 100.0)]), (vec![1], vec![0]));
     }
 }
