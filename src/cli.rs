@@ -163,6 +163,17 @@ pub struct FloorArgs {
     pub threads: Option<usize>,
 }
 
+/// Which faces the embedder sees (`--embed-every`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedEvery {
+    /// Every face that passed the quality gates (a face dataset wants each face's vector).
+    #[default]
+    Face,
+    /// Only the faces that add to their track (README, "Embed every track").
+    Track,
+}
+
 /// The flags that shape a harvest's settings, layered over `--config` (shared by `harvest` and
 /// `season plan`, which records them for every task).
 #[derive(Debug, Args, Clone, Default)]
@@ -188,7 +199,7 @@ pub struct SettingsArgs {
     /// Embed every usable face, or per track only the faces that add to it (skip_reason
     /// "redundant" for the rest) [default: face].
     #[arg(long, value_name = "WHAT", value_enum)]
-    pub embed_every: Option<crate::config::EmbedEvery>,
+    pub embed_every: Option<EmbedEvery>,
     /// Detector model (YuNet ONNX).
     #[arg(long, value_name = "PATH")]
     pub det_model: Option<PathBuf>,
@@ -422,7 +433,6 @@ mod tests {
 
     #[test]
     fn embed_every() {
-        use crate::config::EmbedEvery;
         assert_eq!(harvest(&[]).settings.embed_every, None);
         assert_eq!(harvest(&["--embed-every", "track"]).settings.embed_every, Some(EmbedEvery::Track));
         assert_eq!(harvest(&["--embed-every", "face"]).settings.embed_every, Some(EmbedEvery::Face));

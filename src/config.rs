@@ -104,16 +104,8 @@ pub struct Embed {
     pub track_refresh: u32,
 }
 
-/// Which faces the embedder sees (`--embed-every`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum EmbedEvery {
-    /// Every face that passed the quality gates (a face dataset wants each face's vector).
-    #[default]
-    Face,
-    /// Only the faces that add to their track (README, "Embed every track").
-    Track,
-}
+/// Which faces the embedder sees; defined with the flag that sets it.
+pub use crate::cli::EmbedEvery;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
