@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod detect;
+pub mod digest;
 pub mod embed;
 pub mod host;
 pub mod identify;

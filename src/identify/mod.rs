@@ -82,7 +82,7 @@ pub fn seeds_digest(dir: &Path) -> Result<String, SeedError> {
             field(&std::fs::read(&path).map_err(|source| SeedError::Read { path: path.clone(), source })?);
         }
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::digest::hex(&hasher.finalize()))
 }
 
 /// The seeds as a matrix (people × D) of unit rows.

@@ -193,7 +193,7 @@ fn expected_sha256(checksum: Option<&str>, metadata: Option<&str>) -> Option<(&'
     use base64::Engine;
     if let Some(c) = checksum.filter(|c| !c.contains('-')) {
         if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(c) {
-            return Some(("SHA-256 checksum", super::hex(&bytes)));
+            return Some(("SHA-256 checksum", crate::digest::hex(&bytes)));
         }
     }
     metadata.filter(|m| m.len() == 64).map(|m| ("sha256 metadata", m.to_ascii_lowercase()))

@@ -88,7 +88,7 @@ impl Store {
                 .bucket(&url.bucket)
                 .key(&url.key)
                 .checksum_sha256(super::b64(&sha))
-                .metadata("sha256", super::hex(&sha))
+                .metadata("sha256", crate::digest::hex(&sha))
                 .body(ByteStream::from(bytes));
             request = match condition {
                 Condition::Always => request,

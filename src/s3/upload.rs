@@ -191,7 +191,7 @@ fn digest(job: &Job, part_size: u64) -> Result<Digests, S3Error> {
         }
     }
     let digest = whole.finalize();
-    Ok(Digests { sha256_hex: super::hex(&digest), sha256_b64: super::b64(&digest), parts: if multipart { parts } else { Vec::new() } })
+    Ok(Digests { sha256_hex: crate::digest::hex(&digest), sha256_b64: super::b64(&digest), parts: if multipart { parts } else { Vec::new() } })
 }
 
 pub(super) async fn upload_files(store: &Store, jobs: Vec<Job>, state_dir: Option<&Path>) -> Result<UploadReport, S3Error> {

@@ -300,7 +300,7 @@ fn fetch_checked(store: &Store, plan: &Plan, episode: &Episode, done: &Done, rel
     let url = plan.episode_url(episode)?.join(rel);
     let Some(fact) = done.objects.get(rel) else { return Err(SeasonError::invalid(url.to_string(), "its episode's marker does not list it")) };
     let Some(got) = store.get_bytes(&url)? else { return Err(SeasonError::invalid(url.to_string(), "missing, though its episode is marked complete")) };
-    if got.bytes.len() as u64 != fact.size || super::sha256_hex(&got.bytes) != fact.sha256 {
+    if got.bytes.len() as u64 != fact.size || crate::digest::sha256_hex(&got.bytes) != fact.sha256 {
         return Err(SeasonError::invalid(url.to_string(), "not the file its episode's marker records (size or SHA-256 differ)"));
     }
     let path = crate::names::safe_join(dir, rel, "a file of an episode").map_err(|e| SeasonError::invalid(url.to_string(), e.to_string()))?;

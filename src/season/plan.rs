@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{sha256_hex, Episode, Plan, SeasonError, FORMAT, PLAN};
+use super::{Episode, Plan, SeasonError, FORMAT, PLAN};
 use crate::config::{Mode, RemoteCfg, Settings};
+use crate::digest::sha256_hex;
 use crate::log;
 use crate::output::manifest::ModelFile;
 use crate::s3::{Condition, S3Url, Store};

@@ -102,10 +102,6 @@ fn stamp(meta: &std::fs::Metadata) -> (u64, u64, u64) {
     (meta.len(), run_dir::mtime_ns(meta), meta.ino())
 }
 
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Publishes a running harvest's checkpoints; see the module's docs.
 pub struct Publisher {
     store: Store,
@@ -171,13 +167,13 @@ impl Publisher {
                     hasher.update(&bytes);
                     let mut pieces = p.pieces.clone();
                     pieces.extend(bundles.add(&bytes));
-                    Entry { len: now.0, sha256: hex(&hasher.clone().finalize()), appends: true, pieces }
+                    Entry { len: now.0, sha256: crate::digest::hex(&hasher.clone().finalize()), appends: true, pieces }
                 }
                 (Some(p), _) if growth == Growth::Replaced && self.known.stamps.get(&rel) == Some(&now) => p.clone(),
                 _ => {
                     let bytes = read_range(&path, 0, now.0)?;
                     let hasher = Sha256::new_with_prefix(&bytes);
-                    let sha256 = hex(&hasher.clone().finalize());
+                    let sha256 = crate::digest::hex(&hasher.clone().finalize());
                     let appends = growth == Growth::Appends;
                     if appends {
                         next.hashers.insert(rel.clone(), hasher);
@@ -315,7 +311,7 @@ pub fn restore(store: &Store, episode: &S3Url, snapshot: &Snapshot, dir: &Path) 
             hasher.update(piece);
             bytes.extend_from_slice(piece);
         }
-        if bytes.len() as u64 != entry.len || hex(&hasher.clone().finalize()) != entry.sha256 {
+        if bytes.len() as u64 != entry.len || crate::digest::hex(&hasher.clone().finalize()) != entry.sha256 {
             return Err(SeasonError::invalid(format!("{partial}{rel}"), "the checkpoint's pieces do not add up to the file it recorded"));
         }
         if let Some(parent) = path.parent() {

@@ -114,7 +114,7 @@ pub fn run(cfg: &TaskConfig) -> Result<TaskEnd, SeasonError> {
         }
     }
     let input = fetch_input(&store, episode, &cfg.cache_dir)?;
-    let dir = cfg.cache_dir.join("season").join(&super::sha256_hex(plan.out.as_bytes())[..12]).join(&episode.id);
+    let dir = cfg.cache_dir.join("season").join(&crate::digest::sha256_hex(plan.out.as_bytes())[..12]).join(&episode.id);
     let owner = attempt_id();
     let known = match &pointer {
         Some((snapshot, _)) if !local_is_ahead(&dir, snapshot.next_frame) => {
