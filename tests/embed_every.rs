@@ -36,16 +36,6 @@ fn outcome(dir: &Path) -> Outcome {
     Outcome { tracks: named, people: people.into_values().collect() }
 }
 
-fn seeds(dir: &Path) -> PathBuf {
-    let s = dir.join("cast");
-    std::fs::create_dir_all(&s).unwrap();
-    for (file, name) in [("lin-manuel-miranda.png", "Lin-Manuel Miranda.png"), ("alex-lacamoire.png", "Alex Lacamoire.png"), ("obama.jpg", "Barack Obama.jpg")]
-    {
-        std::fs::copy(media(file), s.join(name)).unwrap();
-    }
-    s
-}
-
 /// Harvests `input` both ways and checks what must hold of every track run; returns both folders.
 fn both(input: &Path, dir: &Path, flags: &[&str]) -> (PathBuf, PathBuf) {
     let (face, track) = (dir.join("face"), dir.join("track"));

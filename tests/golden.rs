@@ -42,17 +42,6 @@ fn digests(out: &Path) -> BTreeMap<String, String> {
     d
 }
 
-/// The cast photos of the clip, named as a user would.
-fn seeds(dir: &Path) -> PathBuf {
-    let s = dir.join("cast");
-    std::fs::create_dir_all(&s).unwrap();
-    for (file, name) in [("lin-manuel-miranda.png", "Lin-Manuel Miranda.png"), ("alex-lacamoire.png", "Alex Lacamoire.png"), ("obama.jpg", "Barack Obama.jpg")]
-    {
-        std::fs::copy(media(file), s.join(name)).unwrap();
-    }
-    s
-}
-
 #[test]
 fn hamilton_outputs_match_the_golden_record() {
     let regenerate = std::env::var("EPISODE_RUN_GOLDEN").is_ok_and(|v| v == "regenerate");

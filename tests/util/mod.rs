@@ -20,6 +20,17 @@ pub fn hamilton() -> PathBuf {
     media("short_hamilton_clip.mp4")
 }
 
+/// The Hamilton clip's cast photos in `dir/cast`, named as a user would (a file per person).
+pub fn seeds(dir: &Path) -> PathBuf {
+    let s = dir.join("cast");
+    std::fs::create_dir_all(&s).unwrap();
+    for (file, name) in [("lin-manuel-miranda.png", "Lin-Manuel Miranda.png"), ("alex-lacamoire.png", "Alex Lacamoire.png"), ("obama.jpg", "Barack Obama.jpg")]
+    {
+        std::fs::copy(media(file), s.join(name)).unwrap();
+    }
+    s
+}
+
 pub fn harvest(input: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut cmd = Command::new(bin());
     cmd.arg("harvest").arg(input).arg("--out").arg(out).arg("--quiet").args(extra);
