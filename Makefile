@@ -5,12 +5,17 @@ DEMO_VIDEO := .deps/media/demo_people.mp4
 DEMO_CAST := .deps/media/demo_cast
 DEMO_OUT := runs/demo
 
-.PHONY: setup build demo test
+.PHONY: setup setup-gpu build demo test
 
 
 setup:
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.95 (rustup) first" >&2; exit 1; }
 	bash scripts/setup
+
+# Not part of setup: the CUDA build of ONNX Runtime and the CUDA/cuDNN libraries (about 1.6 GB of
+# wheels from PyPI), for --provider auto|cuda on a machine with an NVIDIA GPU (README, "Run on a GPU").
+setup-gpu: setup
+	bash scripts/setup_gpu
 
 build: setup
 	cargo build --release

@@ -174,6 +174,20 @@ pub enum EmbedEvery {
     Track,
 }
 
+/// Where ONNX Runtime runs the models (`--provider`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// CUDA when the CUDA build of ONNX Runtime is installed (`make setup-gpu`) and a GPU takes
+    /// the models, else the CPU (saying why when the CUDA build is there).
+    #[default]
+    Auto,
+    /// The CPU alone.
+    Cpu,
+    /// CUDA, or an error (exit 2) when it cannot be used.
+    Cuda,
+}
+
 /// The flags that shape a harvest's settings, layered over `--config` (shared by `harvest` and
 /// `season plan`, which records them for every task).
 #[derive(Debug, Args, Clone, Default)]
@@ -200,6 +214,10 @@ pub struct SettingsArgs {
     /// "redundant" for the rest) [default: face].
     #[arg(long, value_name = "WHAT", value_enum)]
     pub embed_every: Option<EmbedEvery>,
+    /// Run the models on the CPU, on CUDA (an error when it cannot), or on CUDA when it can
+    /// [default: auto].
+    #[arg(long, value_name = "WHERE", value_enum)]
+    pub provider: Option<Provider>,
     /// Detector model (YuNet ONNX).
     #[arg(long, value_name = "PATH")]
     pub det_model: Option<PathBuf>,
@@ -429,6 +447,15 @@ mod tests {
         assert_eq!(harvest(&["--batch-embed"]).settings.batch_embed(), Some(true));
         assert_eq!(harvest(&["--batch-embed", "--no-batch-embed"]).settings.batch_embed(), Some(false));
         assert_eq!(harvest(&["--no-batch-embed", "--batch-embed"]).settings.batch_embed(), Some(true));
+    }
+
+    #[test]
+    fn provider() {
+        assert_eq!(harvest(&[]).settings.provider, None);
+        for (flag, want) in [("auto", Provider::Auto), ("cpu", Provider::Cpu), ("cuda", Provider::Cuda)] {
+            assert_eq!(harvest(&["--provider", flag]).settings.provider, Some(want));
+        }
+        assert!(Cli::try_parse_from(["episode-run", "harvest", "in.mp4", "--provider", "tensorrt"]).is_err());
     }
 
     #[test]

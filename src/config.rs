@@ -34,6 +34,8 @@ pub const ORT_LIB_ENV: &str = "EPISODE_RUN_ORT_LIB";
 pub const HOME_ENV: &str = "EPISODE_RUN_HOME";
 /// Runtime library file inside the set-up folder.
 pub const ORT_LIB_FILE: &str = "lib/libonnxruntime.so.1.31.1";
+/// The CUDA build of the same runtime, inside the set-up folder (`make setup-gpu`).
+pub const GPU_ORT_LIB_FILE: &str = "gpu/lib/libonnxruntime.so.1.31.1";
 pub const DEFAULT_DETECTOR: &str = "models/face_detection_yunet_2023mar_dynamic.onnx";
 pub const DEFAULT_EMBEDDER: &str = "models/face_recognition_sface_2021dec_fp32.onnx";
 
@@ -111,7 +113,13 @@ pub use crate::cli::EmbedEvery;
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
     pub threads: usize,
+    /// Settings written before providers existed (a season plan, a checkpoint) mean `auto`.
+    #[serde(default)]
+    pub provider: Provider,
 }
+
+/// Where the models run; defined with the flag that sets it.
+pub use crate::cli::Provider;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,6 +221,9 @@ impl Settings {
         if let Some(v) = args.embed_every {
             s.embed.every = v;
         }
+        if let Some(v) = args.provider {
+            s.runtime.provider = v;
+        }
         if let Some(v) = args.min_face {
             s.quality.min_face = v;
         }
@@ -256,7 +267,7 @@ impl Settings {
         let detector = pick(&self.models.detector, DEFAULT_DETECTOR);
         let embedder = pick(&self.models.embedder, DEFAULT_EMBEDDER);
         self.models = Models { detector: detector.clone(), embedder: embedder.clone() };
-        let ort_lib = std::env::var_os(ORT_LIB_ENV).map(PathBuf::from).unwrap_or_else(|| installed(ORT_LIB_FILE));
+        let ort_lib = ort_library(std::env::var_os(ORT_LIB_ENV).map(PathBuf::from), installed, self.runtime.provider);
         if self.runtime.threads == 0 {
             self.runtime.threads = cores();
         }
@@ -591,6 +602,8 @@ impl FloorConfig {
             return Err(ConfigError::Invalid("--threads must be at least 1".into()));
         }
         let mut s = Settings::from_file(None)?;
+        // The floor is CPU work: core-seconds of the run's model calls.
+        s.runtime.provider = Provider::Cpu;
         let (_, _, ort_lib, _) = s.resolve();
         Ok(Self { run_dir: args.run_dir.clone(), threads: args.threads, ort_lib })
     }
@@ -658,6 +671,20 @@ impl PeopleConfig {
 pub fn default_out_dir(input: &Path) -> Result<PathBuf, ConfigError> {
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "input".into());
     crate::names::safe_join(Path::new("runs"), &stem, "the input's file name").map_err(|e| ConfigError::Invalid(format!("{e}; pass --out")))
+}
+
+/// The ONNX Runtime library to load: `$EPISODE_RUN_ORT_LIB` when set; else, unless the models
+/// must run on the CPU, the CUDA build where `make setup-gpu` installed it; else the CPU build.
+fn ort_library(from_env: Option<PathBuf>, installed: impl Fn(&str) -> PathBuf, provider: Provider) -> PathBuf {
+    if let Some(path) = from_env {
+        return path;
+    }
+    let gpu = installed(GPU_ORT_LIB_FILE);
+    if provider != Provider::Cpu && gpu.is_file() {
+        gpu
+    } else {
+        installed(ORT_LIB_FILE)
+    }
 }
 
 /// The folder `make setup` filled: `$EPISODE_RUN_HOME`, else a `.deps` folder beside or above the
@@ -745,6 +772,28 @@ mod tests {
         assert_eq!(cfg.threads, 3);
         assert!(!cfg.settings.embed.batch);
         assert!(cfg.embedder.ends_with(DEFAULT_EMBEDDER));
+    }
+
+    #[test]
+    fn the_provider_comes_from_the_flag_or_the_file_and_picks_the_runtime_build() {
+        assert_eq!(HarvestConfig::from_args(&args(&[])).unwrap().settings.runtime.provider, Provider::Auto);
+        assert_eq!(HarvestConfig::from_args(&args(&["--provider", "cuda"])).unwrap().settings.runtime.provider, Provider::Cuda);
+        let file = Settings::layered(Some((Path::new("x.toml"), "[runtime]\nprovider = \"cpu\"\n"))).unwrap();
+        assert_eq!(file.runtime.provider, Provider::Cpu);
+        assert!(Settings::layered(Some((Path::new("x.toml"), "[runtime]\nprovider = \"gpu\"\n"))).is_err());
+
+        let home = tempfile::tempdir().unwrap();
+        let installed = |rel: &str| home.path().join(rel);
+        let (cpu_lib, gpu_lib) = (installed(ORT_LIB_FILE), installed(GPU_ORT_LIB_FILE));
+        for p in [Provider::Auto, Provider::Cpu, Provider::Cuda] {
+            assert_eq!(ort_library(None, installed, p), cpu_lib, "no CUDA build installed: {p:?}");
+        }
+        std::fs::create_dir_all(gpu_lib.parent().unwrap()).unwrap();
+        std::fs::write(&gpu_lib, b"").unwrap();
+        assert_eq!(ort_library(None, installed, Provider::Auto), gpu_lib);
+        assert_eq!(ort_library(None, installed, Provider::Cuda), gpu_lib);
+        assert_eq!(ort_library(None, installed, Provider::Cpu), cpu_lib);
+        assert_eq!(ort_library(Some(PathBuf::from("/x/ort.so")), installed, Provider::Cuda), PathBuf::from("/x/ort.so"));
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub fn floor(cfg: &FloorConfig) -> Result<Floor, Error> {
         wanted.entry(face.frame_idx).or_default().push((row, face.landmarks.map(|p| p.map(|v| v as f32))));
     }
 
-    onnx::init_runtime(&cfg.ort_lib)?;
+    onnx::init_runtime(&cfg.ort_lib, onnx::Provider::Cpu)?;
     let mut detector = detect::load(&detector_path, threads, settings.detect.clone(), settings.detect.family)?;
     let plan = detector.input_plan();
     let mut decoder = VideoDecoder::open(&input, threads, settings.sampling.stride)?.with_scaled(Box::new(move |w, h| plan.content_size(w, h)));

@@ -45,7 +45,7 @@ pub fn identify(cfg: &IdentifyConfig) -> Result<IdentifySummary, Error> {
 /// Names the faces and tracks of the run in `cfg.run_dir` after `cfg.seeds` (the caller holds
 /// the run folder's lock).
 pub fn rename_all(cfg: &IdentifyConfig) -> Result<IdentifySummary, Error> {
-    onnx::init_runtime(&cfg.ort_lib)?;
+    onnx::init_runtime(&cfg.ort_lib, cfg.settings.runtime.provider)?;
     let detect = &cfg.settings.detect;
     let mut detector = detect::load(&cfg.detector, cfg.threads, detect.clone(), detect.family)?;
     let mut embedder = SfaceEmbedder::load(&cfg.embedder, cfg.threads)?;

@@ -126,7 +126,7 @@ pub enum Family {
 
 /// Loads a detector model with `threads` intra-op threads, checking its shapes.
 pub fn load(path: &Path, threads: usize, params: DetectParams, family: Family) -> Result<Box<dyn Detector + Send>, OnnxError> {
-    let session = onnx::session(path, threads)?;
+    let session = onnx::session(path, "detector", threads)?;
     let family = match family {
         Family::Auto if session.outputs().iter().any(|o| o.name() == "score_8") => Family::Scrfd,
         Family::Auto => Family::Yunet,

@@ -25,7 +25,7 @@ pub struct SfaceEmbedder {
 impl SfaceEmbedder {
     /// Loads the model and checks it takes a batch of 112×112 RGB crops and returns vectors.
     pub fn load(path: &Path, threads: usize) -> Result<Self, OnnxError> {
-        let session = onnx::session(path, threads)?;
+        let session = onnx::session(path, "embedder", threads)?;
         let crop = CROP as i64;
         let input = onnx::check_dims(path, ROLE, onnx::dims(session.inputs(), INPUT), INPUT, &[Dim::Any, Dim::Fixed(3), Dim::Fixed(crop), Dim::Fixed(crop)])?;
         if input[0] >= 0 {

@@ -150,10 +150,9 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
     let split = ThreadSplit::plan(cfg.threads, cfg.settings.run.mode != Mode::DecodeOnly);
     let input_meta = std::fs::metadata(&cfg.input).ok();
     // Decoding alone needs no model, so ONNX Runtime is not even loaded (the manifest says null).
-    let runtime = match cfg.settings.run.mode {
-        Mode::DecodeOnly => None,
-        _ => Some(onnx::init_runtime(&cfg.ort_lib)?),
-    };
+    if cfg.settings.run.mode != Mode::DecodeOnly {
+        onnx::init_runtime(&cfg.ort_lib, cfg.settings.runtime.provider)?;
+    }
     let mut decoder = VideoDecoder::open(&cfg.input, split.decode, cfg.settings.sampling.stride)?;
     if cfg.settings.sampling.skip_nonref {
         decoder = decoder.skipping_nonref()?;
@@ -175,7 +174,8 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
             video: run.video,
         },
         models: run.models,
-        onnxruntime: runtime,
+        // Read once the sessions are built: it says what each one runs on.
+        onnxruntime: onnx::runtime_info().filter(|_| cfg.settings.run.mode != Mode::DecodeOnly),
         host: Host::here(),
         threads: split,
         embed_batching: run.batching,

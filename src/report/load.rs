@@ -138,6 +138,8 @@ pub struct Model {
 pub struct Runtime {
     pub version: String,
     pub execution_provider: String,
+    /// Why `--provider auto` ran on the CPU though the CUDA build is installed.
+    pub fallback: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -274,7 +274,16 @@ fn facts(f: &RunFiles, people: usize, duration: f64) -> (Vec<Fact>, Vec<ModelRow
     if let Some(v) = &m.version {
         fact("Tool", format!("episode-run {v} (commit {})", m.git_commit.clone().unwrap_or_default()));
     }
-    fact("ONNX Runtime", m.onnxruntime.as_ref().map_or_else(|| "not loaded (decode only)".into(), |r| format!("{}, {}", r.version, r.execution_provider)));
+    fact(
+        "ONNX Runtime",
+        m.onnxruntime.as_ref().map_or_else(
+            || "not loaded (decode only)".into(),
+            |r| match &r.fallback {
+                Some(why) => format!("{}, {} (CUDA could not run the models: {why})", r.version, r.execution_provider),
+                None => format!("{}, {}", r.version, r.execution_provider),
+            },
+        ),
+    );
     if let Some(h) = &m.host {
         fact("Host", format!("{}, {} cores, {:.1} GiB", h.cpu, h.cores, h.memory_gib));
     }
