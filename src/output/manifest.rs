@@ -26,6 +26,15 @@ pub struct StageSummary {
     pub max_ms: f64,
 }
 
+/// The `q` quantile of `sorted` (ascending) by nearest rank: the smallest value with at least
+/// `q` of them at or below it; 0 for none. The manifest's percentiles and the report's axes use it.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n => sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1],
+    }
+}
+
 impl StageSummary {
     /// Summary of `ms` (nearest-rank percentiles).
     pub fn of(mut ms: Vec<f64>) -> Self {
@@ -33,7 +42,7 @@ impl StageSummary {
             return Self::default();
         }
         ms.sort_by(f64::total_cmp);
-        let rank = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+        let rank = |p: f64| nearest_rank(&ms, p);
         let total: f64 = ms.iter().sum();
         let r = |v: f64| (v * 1e3).round() / 1e3;
         Self {

@@ -574,14 +574,11 @@ fn ms(v: f64) -> String {
     format!("{} ms", short(v))
 }
 
-/// The `q` quantile (nearest rank) of `v`; 0 for none.
+/// The `q` quantile (nearest rank) of the finite values of `v`; 0 for none.
 fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
     v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return 0.0;
-    }
     v.sort_by(f64::total_cmp);
-    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+    crate::output::manifest::nearest_rank(&v, q)
 }
 
 /// `x` rounded up to 1, 2 or 5 × 10^k.

@@ -54,13 +54,22 @@ impl Store {
                 Ok(out) => out,
                 Err(e) => return self.key_missing(super::describe(e, url, false, &self.endpoint), url).await.map(|()| None),
             };
+            let too_large = |size: u64| S3Error::Request { url: url.to_string(), why: format!("{size} bytes is too large for a marker or plan") };
             let size = out.content_length().unwrap_or(0).max(0) as u64;
             if size > MAX_SMALL_OBJECT {
-                return Err(S3Error::Request { url: url.to_string(), why: format!("{size} bytes is too large for a marker or plan") });
+                return Err(too_large(size));
             }
             let etag = out.e_tag().unwrap_or_default().to_string();
-            let body = out.body.collect().await.map_err(|e| S3Error::Request { url: url.to_string(), why: e.to_string() })?;
-            Ok(Some(Got { bytes: body.into_bytes().to_vec(), etag }))
+            // Read against the bound, not the declared length: a server may send more than it says.
+            let mut body = out.body;
+            let mut bytes = Vec::with_capacity(size as usize);
+            while let Some(chunk) = body.try_next().await.map_err(|e| S3Error::Request { url: url.to_string(), why: e.to_string() })? {
+                if (bytes.len() + chunk.len()) as u64 > MAX_SMALL_OBJECT {
+                    return Err(too_large((bytes.len() + chunk.len()) as u64));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(Some(Got { bytes, etag }))
         })
     }
 
