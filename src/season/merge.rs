@@ -73,7 +73,8 @@ struct SeasonPerson {
     /// Where the best crop comes from: the episode person with the most screen time.
     best_episode: String,
     best_episode_person_id: u64,
-    crop: String,
+    /// `crops/person_<id>.jpg`; null when that episode person has no crop.
+    crop: Option<String>,
     /// Row in the season's `people_embeddings.npy`.
     embedding_row: u64,
 }
@@ -178,19 +179,16 @@ pub fn run(cfg: &MergeConfig) -> Result<MergeEnd, SeasonError> {
             .unwrap_or(group[0]);
         let best_ep = &plan.episodes[members[best].episode];
         let crop_rel = format!("{}/{}", run_dir::CROPS, run_dir::person_crop(id));
-        let crop = fetch_checked(
-            &store,
-            &plan,
-            best_ep,
-            &dones[best_ep.index],
-            &format!("{}/{}", run_dir::CROPS, run_dir::person_crop(members[best].person.person_id)),
-            &work.join("episodes").join(&best_ep.id),
-        )
-        .ok()
-        .and_then(|p| std::fs::read(p).ok());
-        if let Some(bytes) = &crop {
-            output::write_atomic(&work.join(&crop_rel), bytes)?;
-        }
+        // A crop its episode's marker lists must arrive whole; one it does not list was never made.
+        let source = format!("{}/{}", run_dir::CROPS, run_dir::person_crop(members[best].person.person_id));
+        let crop = if dones[best_ep.index].objects.contains_key(&source) {
+            let path = fetch_checked(&store, &plan, best_ep, &dones[best_ep.index], &source, &work.join("episodes").join(&best_ep.id))?;
+            let bytes = std::fs::read(&path).map_err(SeasonError::io(&path))?;
+            output::write_atomic(&work.join(&crop_rel), &bytes)?;
+            Some(bytes)
+        } else {
+            None
+        };
         let mut mean = vec![0f32; dim];
         let mut per_episode = vec![0f64; plan.episodes.len()];
         let mut names: Vec<&str> = Vec::new();
@@ -228,7 +226,7 @@ pub fn run(cfg: &MergeConfig) -> Result<MergeEnd, SeasonError> {
             n_embedded: group.iter().map(|i| members[*i].person.n_embedded).sum(),
             best_episode: best_ep.id.clone(),
             best_episode_person_id: members[best].person.person_id,
-            crop: crop_rel,
+            crop: crop.is_some().then_some(crop_rel),
             embedding_row: id,
         });
         embeddings.push(unit(mean));
@@ -271,7 +269,7 @@ pub fn run(cfg: &MergeConfig) -> Result<MergeEnd, SeasonError> {
 
     let dest = plan.out_url()?.join(MERGED);
     let mut files = vec!["episodes.jsonl".to_string(), run_dir::PEOPLE.into(), run_dir::PEOPLE_EMBEDDINGS.into(), "appearances.jsonl".into()];
-    files.extend(season_people.iter().map(|p| p.crop.clone()).filter(|rel| work.join(rel).is_file()));
+    files.extend(season_people.iter().filter_map(|p| p.crop.clone()));
     files.push(run_dir::REPORT.into());
     for rel in &files {
         store.put_file(&work.join(rel), &dest.join(rel))?;
