@@ -177,14 +177,13 @@ fn episode_id(key: &str) -> String {
     let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
     let id: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
     let id = id.trim_start_matches('.').to_string();
-    match id.is_empty() || id == DONE_LIKE {
-        true => format!("episode{id}"),
-        false => id,
+    // An episode named like the season's own folder would land inside it.
+    if id.is_empty() || id == super::MERGED.trim_end_matches('/') {
+        format!("episode{id}")
+    } else {
+        id
     }
 }
-
-/// An id that would read as the season's own folder.
-const DONE_LIKE: &str = "season";
 
 fn warn_reordered(old: &Plan, new: &Plan) {
     for (a, b) in old.episodes.iter().zip(&new.episodes) {
