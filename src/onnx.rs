@@ -81,7 +81,9 @@ pub struct RuntimeInfo {
 
 struct Runtime {
     env: ort::environment::Environment,
-    info: RuntimeInfo,
+    library: PathBuf,
+    version: String,
+    provider: Provider,
     /// Whether sessions try CUDA (until one fails under `auto`).
     cuda: Mutex<CudaState>,
 }
@@ -113,15 +115,7 @@ pub fn init_runtime(library: &Path, provider: Provider) -> Result<(), OnnxError>
             .with_telemetry(false)
             .build()
             .map_err(|e| runtime_err(e.to_string()))?;
-        let info = RuntimeInfo {
-            library: library.to_path_buf(),
-            version: library_version(library).map_err(runtime_err)?,
-            build_info: ort::info().to_string(),
-            provider,
-            execution_provider: CPU.into(),
-            sessions: BTreeMap::new(),
-            fallback: None,
-        };
+        let version = library_version(library).map_err(runtime_err)?;
         let cuda = match (provider, cuda_ready(library)) {
             (Provider::Cpu, _) => CudaState::Off(None),
             (_, Ok(())) => CudaState::Try,
@@ -133,7 +127,7 @@ pub fn init_runtime(library: &Path, provider: Provider) -> Result<(), OnnxError>
                 CudaState::Off(Some(reason))
             }
         };
-        Ok(Runtime { env, info, cuda: Mutex::new(cuda) })
+        Ok(Runtime { env, library: library.to_path_buf(), version, provider, cuda: Mutex::new(cuda) })
     });
     result.as_ref().map(|_| ()).map_err(OnnxError::clone)
 }
@@ -149,11 +143,20 @@ pub fn runtime_info() -> Option<RuntimeInfo> {
         1 => providers.iter().copied().collect(),
         _ => sessions.iter().map(|(role, p)| format!("{role}: {p}")).collect::<Vec<_>>().join(", "),
     };
+    // Only `auto` gives up with a reason: `cpu` never tries and `cuda` fails instead.
     let fallback = match &*lock(&runtime.cuda) {
-        CudaState::Off(reason) if runtime.info.provider == Provider::Auto => reason.clone(),
-        _ => None,
+        CudaState::Off(reason) => reason.clone(),
+        CudaState::Try => None,
     };
-    Some(RuntimeInfo { execution_provider, sessions, fallback, ..runtime.info.clone() })
+    Some(RuntimeInfo {
+        library: runtime.library.clone(),
+        version: runtime.version.clone(),
+        build_info: ort::info().to_string(),
+        provider: runtime.provider,
+        execution_provider,
+        sessions,
+        fallback,
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -258,7 +261,7 @@ pub fn session(model: &Path, role: &'static str, threads: usize) -> Result<Sessi
                 lock(&SESSIONS).entry(role).or_default().insert(CUDA);
                 return Ok(session);
             }
-            Err(reason) if runtime.info.provider == Provider::Cuda => {
+            Err(reason) if runtime.provider == Provider::Cuda => {
                 return Err(OnnxError::Cuda { reason: format!("cannot run {} on CUDA: {}", model.display(), one_line(&reason)) });
             }
             Err(reason) => {

@@ -174,8 +174,8 @@ fn harvest_into_out_dir(cfg: &HarvestConfig, start: Instant, checkpoint: Option<
             video: run.video,
         },
         models: run.models,
-        // Read once the sessions are built: it says what each one runs on.
-        onnxruntime: onnx::runtime_info().filter(|_| cfg.settings.run.mode != Mode::DecodeOnly),
+        // Read once the sessions are built: it says what each one runs on (none when decoding only).
+        onnxruntime: onnx::runtime_info(),
         host: Host::here(),
         threads: split,
         embed_batching: run.batching,
