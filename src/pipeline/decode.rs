@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::frames::{ms, Carry, DecodeState, SampledFrame, Shared, Tail};
 use crate::detect;
@@ -14,6 +14,17 @@ use crate::video::{DecodeIssue, VideoDecoder, VideoError};
 
 /// Sampled frames decoded ahead of inference, beyond those in the workers' hands.
 pub const SAMPLED_AHEAD: usize = 2;
+
+/// Once it has its permits, the decode thread decodes sampled frames for this long before it
+/// gives them back, [`RUN_FRAMES`] at most. Every hand-off of a permit puts one thread to sleep
+/// and wakes another, and on this 2-core machine the kernel often wakes it onto the busy core,
+/// leaving the other idle for a scheduler tick or more (`perf sched`: two threads time-sharing
+/// one core beside an idle one). One hand-off per sampled frame left 2.0 core-s of 32 idle on
+/// Hamilton ×8 720p stride 4 at `--threads 2`; runs of this length, 0.8 (README, "What lies
+/// between the work floor and the wall").
+const RUN_FOR: Duration = Duration::from_millis(25);
+/// Sampled frames one run may hold, whatever their time: the frames in hand stay bounded.
+const RUN_FRAMES: usize = 4;
 
 #[derive(Default)]
 pub struct DecodeStats {
@@ -122,10 +133,31 @@ impl DecodeSide {
     }
 }
 
+/// One run of the decode thread under its permits ([`RUN_FOR`]): the sampled frames decoded, in
+/// order, and whether the stream has ended (or the error that stopped it).
+pub fn decode_run(
+    decoder: &mut VideoDecoder,
+    side: &mut DecodeSide,
+    plan: Option<&detect::InputPlan>,
+    stats: &mut DecodeStats,
+    shared: &Shared,
+) -> (Vec<SampledFrame>, Result<bool, VideoError>) {
+    let start = Instant::now();
+    let mut frames = Vec::new();
+    loop {
+        let (frame, ended) = decode_next(decoder, side, plan, stats, shared);
+        frames.extend(frame);
+        match ended {
+            Ok(false) if frames.len() < RUN_FRAMES && start.elapsed() < RUN_FOR => {}
+            ended => return (frames, ended),
+        }
+    }
+}
+
 /// Decodes until the next sampled frame's shot is settled, following shots and preparing the
 /// sampled frame's detector input. Returns the frame (none at the end) and whether the stream
 /// has ended.
-pub fn decode_next(
+fn decode_next(
     decoder: &mut VideoDecoder,
     side: &mut DecodeSide,
     plan: Option<&detect::InputPlan>,

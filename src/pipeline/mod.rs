@@ -50,7 +50,7 @@ use crate::run_dir::{self, RunIdentity, Status};
 use crate::track::Tracker;
 use crate::video::{DecodeIssue, VideoDecoder, VideoError};
 pub use budget::CpuBudget;
-use decode::{decode_next, DecodeSide, DecodeStats, SAMPLED_AHEAD};
+use decode::{decode_run, DecodeSide, DecodeStats, SAMPLED_AHEAD};
 pub use error::HarvestError;
 use frames::{SampledFrame, Shared, TrackedFrame};
 use resume::Checkpoint;
@@ -329,15 +329,15 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
                     budget.run_first(split.decode, || decoder.resume_after(at.next_frame, at.pts, at.t))?;
                 }
                 loop {
-                    // Up to the next sampled frame, letterboxed for the detector here so the
-                    // workers only run models; the permits are not held while the frame waits.
-                    let (frame, ended) = budget.run_first(split.decode, || decode_next(&mut decoder, &mut side, plan.as_ref(), &mut stats, &shared));
-                    let ended = ended?;
-                    if let Some(frame) = frame {
+                    // A run of sampled frames, letterboxed for the detector here so the workers
+                    // only run models; the permits are not held while the frames wait.
+                    let (frames, ended) = budget.run_first(split.decode, || decode_run(&mut decoder, &mut side, plan.as_ref(), &mut stats, &shared));
+                    for frame in frames {
                         if frame_tx.send(frame).is_err() {
                             return Ok(stats);
                         }
                     }
+                    let ended = ended?;
                     if ended {
                         stats.tail.frames_decoded = shared.decoded.load(Ordering::Relaxed);
                         stats.tail.shots = side.finish();
