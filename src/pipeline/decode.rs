@@ -20,8 +20,8 @@ pub const SAMPLED_AHEAD: usize = 2;
 /// and wakes another, and on this 2-core machine the kernel often wakes it onto the busy core,
 /// leaving the other idle for a scheduler tick or more (`perf sched`: two threads time-sharing
 /// one core beside an idle one). One hand-off per sampled frame left 2.0 core-s of 32 idle on
-/// Hamilton ×8 720p stride 4 at `--threads 2`; runs of this length, 0.8 (README, "What lies
-/// between the work floor and the wall").
+/// Hamilton ×8 720p stride 4 at `--threads 2`; runs of this length, 0.8 (README, "Where the
+/// idle cores went").
 const RUN_FOR: Duration = Duration::from_millis(25);
 /// Sampled frames one run may hold, whatever their time: the frames in hand stay bounded.
 const RUN_FRAMES: usize = 4;
