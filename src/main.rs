@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::DoneWithLoss) => ExitCode::from(1),
-        Ok(Outcome::UploadFailed) => ExitCode::from(3),
+        Ok(Outcome::S3Failed) => ExitCode::from(3),
         Ok(Outcome::Interrupted) => ExitCode::from(130),
         Ok(Outcome::Incomplete) => ExitCode::from(4),
         Ok(Outcome::Superseded) => ExitCode::from(75),

@@ -44,8 +44,8 @@ pub fn run(args: &HarvestArgs) -> Result<Outcome, Error> {
         log::event("interrupted", Some(&text), json!({"frames_decoded": c.frames_decoded}));
         return Ok(Outcome::Interrupted);
     }
-    if remote::after_harvest(upload, out_dir, cfg.quiet)? == Outcome::UploadFailed {
-        return Ok(Outcome::UploadFailed);
+    if remote::after_harvest(upload, out_dir, cfg.quiet)? == Outcome::S3Failed {
+        return Ok(Outcome::S3Failed);
     }
     if let Some(problem) = &summary.problem {
         log::event("warning", Some(&format!("warning: {problem}")), json!({}));

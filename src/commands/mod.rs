@@ -23,8 +23,9 @@ pub enum Outcome {
     Done,
     /// Done, but part of the input was lost (manifest `done_with_errors`): exit 1.
     DoneWithLoss,
-    /// The harvest is done and intact, its S3 upload failed: exit 3.
-    UploadFailed,
+    /// S3 failed and a retry may succeed; what was done is intact: a harvest's or `upload`'s
+    /// upload, or a season task's transfers: exit 3.
+    S3Failed,
     /// Stopped by Ctrl-C / SIGTERM after publishing what it had: exit 130.
     Interrupted,
     /// `season merge`: some episodes are not complete yet: exit 4.

@@ -96,7 +96,7 @@ fn upload_failed(e: &S3Error, dest: &S3Url, run: Option<(&Path, &RemoteCfg)>) ->
         None => format!("error: cannot upload to {dest}: {e}; nothing was harvested"),
     };
     log::event("upload_failed", Some(&text.replace('\n', " ")), json!({"dest": dest.to_string()}));
-    Outcome::UploadFailed
+    Outcome::S3Failed
 }
 
 /// `episode-run upload DIR DEST` with the flags that reach the same store, quoted for a POSIX shell.

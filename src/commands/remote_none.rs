@@ -16,5 +16,5 @@ pub fn after_harvest(_: Option<Upload>, _: &Path, _: bool) -> Result<Outcome, Er
 }
 
 pub fn upload(_: &Path, _: &str, _: &RemoteCfg, _: bool) -> Result<Outcome, Error> {
-    Ok(Outcome::UploadFailed)
+    Ok(Outcome::S3Failed)
 }

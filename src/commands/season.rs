@@ -18,26 +18,27 @@ const REMOTE_CHECKPOINT_S: f64 = 60.0;
 const REMOTE_CHECKPOINT_RANGE: std::ops::RangeInclusive<f64> = 1.0..=3600.0;
 
 pub fn run(args: &SeasonArgs) -> Result<Outcome, Error> {
+    let common = match &args.command {
+        SeasonCommand::Plan(a) => &a.common,
+        SeasonCommand::Run(a) => &a.common,
+        SeasonCommand::Merge(a) => &a.common,
+    };
+    log::set_format(common.log_format);
     match &args.command {
         SeasonCommand::Plan(a) => {
-            log::set_format(a.common.log_format);
             plan::make(&plan_config(a)?)?;
             Ok(Outcome::Done)
         }
         SeasonCommand::Run(a) => {
-            log::set_format(a.common.log_format);
             let cfg = run_config(a)?;
             // SIGTERM (an engine stopping the task) checkpoints to S3 before the task exits.
             crate::interrupt::install();
             task_outcome(task::run(&cfg))
         }
-        SeasonCommand::Merge(a) => {
-            log::set_format(a.common.log_format);
-            Ok(match merge::run(&merge_config(a)?)? {
-                MergeEnd::Done => Outcome::Done,
-                MergeEnd::Missing(_) => Outcome::Incomplete,
-            })
-        }
+        SeasonCommand::Merge(a) => Ok(match merge::run(&merge_config(a)?)? {
+            MergeEnd::Done => Outcome::Done,
+            MergeEnd::Missing(_) => Outcome::Incomplete,
+        }),
     }
 }
 
@@ -50,7 +51,7 @@ fn task_outcome(result: Result<TaskEnd, SeasonError>) -> Result<Outcome, Error> 
         Err(SeasonError::S3(e)) => {
             let text = format!("error: {e}; nothing of this episode was lost (run the task again)");
             log::event("error", Some(&text.replace('\n', " ")), serde_json::json!({}));
-            Ok(Outcome::UploadFailed)
+            Ok(Outcome::S3Failed)
         }
         Err(e) => Err(e.into()),
     }
@@ -106,12 +107,59 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    fn season(argv: &[&str]) -> SeasonCommand {
+        match crate::cli::Cli::try_parse_from([&["episode-run", "season"], argv].concat()).unwrap().command {
+            crate::cli::Command::Season(SeasonArgs { command }) => command,
+            _ => unreachable!("a season command was parsed"),
+        }
+    }
+
     fn plan_args(extra: &[&str]) -> SeasonPlanArgs {
-        let argv = [&["episode-run", "season", "plan", "s3://b-1/in/", "--out", "s3://b-1/s1"], extra].concat();
-        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
-            crate::cli::Command::Season(SeasonArgs { command: SeasonCommand::Plan(p) }) => p,
+        match season(&[&["plan", "s3://b-1/in/", "--out", "s3://b-1/s1"], extra].concat()) {
+            SeasonCommand::Plan(p) => p,
             _ => unreachable!("season plan was parsed"),
         }
+    }
+
+    fn run_args(extra: &[&str]) -> SeasonRunArgs {
+        match season(&[&["run", "--plan", "s3://b-1/s1/season.json"], extra].concat()) {
+            SeasonCommand::Run(r) => r,
+            _ => unreachable!("season run was parsed"),
+        }
+    }
+
+    fn merge_args(extra: &[&str]) -> SeasonMergeArgs {
+        match season(&[&["merge", "--plan", "season.json"], extra].concat()) {
+            SeasonCommand::Merge(m) => m,
+            _ => unreachable!("season merge was parsed"),
+        }
+    }
+
+    #[test]
+    fn a_task_takes_its_index_and_cache_dir_or_leaves_them_to_the_engine_and_the_default() {
+        let cfg = run_config(&run_args(&["--index", "3", "--cache-dir", "/tmp/c"])).unwrap();
+        assert_eq!((cfg.plan.as_str(), cfg.index, cfg.cache_dir.as_path()), ("s3://b-1/s1/season.json", Some(3), std::path::Path::new("/tmp/c")));
+        let cfg = run_config(&run_args(&[])).unwrap();
+        assert_eq!((cfg.index, cfg.cache_dir), (None, default_cache_dir()), "the index comes from the engine's variable when the task starts");
+        let negative = crate::cli::Cli::try_parse_from(["episode-run", "season", "run", "--plan", "p", "--index", "-1"]);
+        assert!(negative.is_err(), "a negative index is a usage error");
+    }
+
+    #[test]
+    fn every_season_step_checks_its_s3_flags() {
+        let bad = ["--s3-concurrency", "0"];
+        assert!(plan_config(&plan_args(&bad)).unwrap_err().to_string().contains("--s3-concurrency"));
+        assert!(run_config(&run_args(&bad)).unwrap_err().to_string().contains("--s3-concurrency"));
+        assert!(merge_config(&merge_args(&bad)).unwrap_err().to_string().contains("--s3-concurrency"));
+        let endpoint = ["--s3-endpoint", "localhost:9000"];
+        assert!(run_config(&run_args(&endpoint)).unwrap_err().to_string().contains("--s3-endpoint"));
+        assert!(run_config(&run_args(&["--s3-endpoint", "http://127.0.0.1:9000", "--s3-path-style", "-q"])).is_ok_and(|c| c.remote.path_style && c.quiet));
+    }
+
+    #[test]
+    fn a_merge_works_in_the_cache_dir_unless_told_where() {
+        assert_eq!(merge_config(&merge_args(&[])).unwrap().work_dir, default_cache_dir().join("season-merge"));
+        assert_eq!(merge_config(&merge_args(&["--work-dir", "w"])).unwrap().work_dir, std::path::PathBuf::from("w"));
     }
 
     #[test]
