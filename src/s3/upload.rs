@@ -40,6 +40,10 @@ pub struct UploadReport {
     pub parts_sent: u64,
     /// Parts of an interrupted multipart upload that the server already held.
     pub parts_reused: u64,
+    /// The SHA-256 (hex) of every file, sent or skipped, by its local path: what a caller
+    /// that records the digests of what it uploaded reads instead of hashing the files again.
+    #[serde(skip)]
+    pub sha256: BTreeMap<PathBuf, String>,
 }
 
 /// One file to one object.
@@ -213,6 +217,7 @@ pub(super) async fn upload_files(store: &Store, jobs: Vec<Job>, state_dir: Optio
     let mut set = tokio::task::JoinSet::new();
     for job in rest {
         let digests = digest(&job, part_size)?;
+        report.sha256.insert(job.path.clone(), digests.sha256_hex.clone());
         set.spawn(upload_one(shared.clone(), job, digests, part_size));
     }
     let mut first_error = None;
@@ -232,6 +237,7 @@ pub(super) async fn upload_files(store: &Store, jobs: Vec<Job>, state_dir: Optio
     }
     if let Some(job) = last {
         let digests = digest(&job, part_size)?;
+        report.sha256.insert(job.path.clone(), digests.sha256_hex.clone());
         match upload_one(shared.clone(), job, digests, part_size).await {
             Ok(one) => report.add(&one),
             Err(e) => return Err(e),

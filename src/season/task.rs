@@ -4,6 +4,7 @@
 //! finds another task's checkpoint in S3 goes on from it (see [`super::publish`]); a finished
 //! episode is uploaded, then marked complete by `_DONE.json`, written once and last.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -14,7 +15,6 @@ use super::publish::{self, Known, Publisher};
 use super::{plan, Done, Episode, ObjectFact, Plan, SeasonError, DONE};
 use crate::config::{CheckpointHook, HarvestConfig, RemoteCfg};
 use crate::log;
-use crate::output::manifest::sha256_file;
 use crate::run_dir::{self, ManifestHead};
 use crate::s3::{Condition, Put, S3Url, Store};
 
@@ -148,7 +148,7 @@ pub fn run(cfg: &TaskConfig) -> Result<TaskEnd, SeasonError> {
         return Ok(TaskEnd::Superseded);
     }
     let sent = store.upload_run(&dir, &dest)?;
-    let done = marker(&plan, episode, &dir)?;
+    let done = marker(&plan, episode, &dir, &sent.sha256)?;
     let body = serde_json::to_vec_pretty(&done).unwrap_or_default();
     let condition = match &old_done {
         Some((_, etag)) => Condition::IfMatch(etag.clone()),
@@ -228,7 +228,7 @@ fn restore(store: &Store, dest: &S3Url, snapshot: &publish::Snapshot, dir: &std:
 }
 
 /// `_DONE.json` for the completed run in `dir`.
-fn marker(plan: &Plan, episode: &Episode, dir: &std::path::Path) -> Result<Done, SeasonError> {
+fn marker(plan: &Plan, episode: &Episode, dir: &std::path::Path, uploaded: &BTreeMap<PathBuf, String>) -> Result<Done, SeasonError> {
     let head = ManifestHead::read(dir)?;
     let path = dir.join(run_dir::MANIFEST);
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).map_err(SeasonError::io(&path))?).unwrap_or_default();
@@ -243,7 +243,9 @@ fn marker(plan: &Plan, episode: &Episode, dir: &std::path::Path) -> Result<Done,
     for rel in names {
         let path = dir.join(&rel);
         let size = std::fs::metadata(&path).map_err(SeasonError::io(&path))?.len();
-        objects.insert(rel, ObjectFact { size, sha256: sha256_file(&path).map_err(SeasonError::io(&path))? });
+        // The upload hashed every file it sent or found there already: the same list, hashed once.
+        let sha256 = uploaded.get(&path).cloned().ok_or_else(|| SeasonError::invalid(path.display().to_string(), "the upload did not include it"))?;
+        objects.insert(rel, ObjectFact { size, sha256 });
     }
     Ok(Done {
         episode: episode.clone(),
