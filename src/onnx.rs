@@ -116,16 +116,19 @@ pub fn init_runtime(library: &Path, provider: Provider) -> Result<(), OnnxError>
             .build()
             .map_err(|e| runtime_err(e.to_string()))?;
         let version = library_version(library).map_err(runtime_err)?;
-        let cuda = match (provider, cuda_ready(library)) {
-            (Provider::Cpu, _) => CudaState::Off(None),
-            (_, Ok(())) => CudaState::Try,
-            (Provider::Cuda, Err(reason)) => return Err(OnnxError::Cuda { reason }),
+        // `cpu` never probes for CUDA (no driver load, no CUDA library preload).
+        let cuda = match provider {
+            Provider::Cpu => CudaState::Off(None),
             // No CUDA build: the CPU, as before `make setup-gpu`, and nothing to say.
-            (Provider::Auto, Err(_)) if !has_cuda_provider(library) => CudaState::Off(None),
-            (Provider::Auto, Err(reason)) => {
-                warn_fallback(&reason);
-                CudaState::Off(Some(reason))
-            }
+            Provider::Auto if !has_cuda_provider(library) => CudaState::Off(None),
+            Provider::Auto | Provider::Cuda => match cuda_ready(library) {
+                Ok(()) => CudaState::Try,
+                Err(reason) if provider == Provider::Cuda => return Err(OnnxError::Cuda { reason }),
+                Err(reason) => {
+                    warn_fallback(&reason);
+                    CudaState::Off(Some(reason))
+                }
+            },
         };
         Ok(Runtime { env, library: library.to_path_buf(), version, provider, cuda: Mutex::new(cuda) })
     });
