@@ -360,6 +360,18 @@ impl ManifestHead {
         let bytes = fs::read(&path).map_err(io_err("read", &path))?;
         serde_json::from_slice(&bytes).map_err(|e| RunDirError::Unreadable { path, why: e.to_string() })
     }
+
+    /// What an upload of the completed run in `dir` sends, relative to it: the result files
+    /// this manifest lists, `report.html` when there, then `progress.json` and the manifest
+    /// itself, last.
+    pub fn upload_names(&self, dir: &Path) -> Vec<String> {
+        let mut names = self.files.clone();
+        if dir.join(REPORT).is_file() {
+            names.push(REPORT.to_string());
+        }
+        names.extend([PROGRESS, MANIFEST].map(str::to_string));
+        names
+    }
 }
 
 /// The input file as last seen: its canonical path, size and modification time.

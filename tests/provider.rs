@@ -20,17 +20,7 @@ fn cpu_build() -> PathBuf {
 }
 
 fn harvest_with(lib: &Path, out: &Path, extra: &[&str]) -> Output {
-    std::process::Command::new(bin())
-        .env("EPISODE_RUN_ORT_LIB", lib)
-        .arg("harvest")
-        .arg(hamilton())
-        .arg("--out")
-        .arg(out)
-        .arg("--quiet")
-        .args(["--stride", "8"])
-        .args(extra)
-        .output()
-        .unwrap()
+    harvest_cmd(&hamilton(), out, &[&["--stride", "8"], extra].concat()).env("EPISODE_RUN_ORT_LIB", lib).output().unwrap()
 }
 
 fn stderr_lines(o: &Output) -> Vec<String> {

@@ -278,9 +278,9 @@ fn facts(f: &RunFiles, people: usize, duration: f64) -> (Vec<Fact>, Vec<ModelRow
         "ONNX Runtime",
         m.onnxruntime.as_ref().map_or_else(
             || "not loaded (decode only)".into(),
-            |r| match &r.fallback {
-                Some(why) => format!("{}, {} (CUDA could not run the models: {why})", r.version, r.execution_provider),
-                None => format!("{}, {}", r.version, r.execution_provider),
+            |r| {
+                let fallback = r.fallback.as_ref().map_or_else(String::new, |why| format!(" (CUDA could not run the models: {why})"));
+                format!("{}, {}{fallback}", r.version, r.execution_provider)
             },
         ),
     );

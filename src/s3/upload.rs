@@ -71,12 +71,8 @@ pub(super) fn run_jobs(run_dir: &Path, prefix: &S3Url) -> Result<Vec<Job>, S3Err
     if !manifest.status.is_done() {
         return Err(not_a_run(format!("its manifest says the run is \"{}\", not done", manifest.status)));
     }
-    let mut files = manifest.files.clone();
-    if run_dir.join(crate::run_dir::REPORT).is_file() {
-        files.push(crate::run_dir::REPORT.to_string());
-    }
-    files.extend([crate::run_dir::PROGRESS, crate::run_dir::MANIFEST].map(str::to_string));
-    files
+    manifest
+        .upload_names(run_dir)
         .iter()
         .map(|rel| {
             let path = crate::names::safe_join(run_dir, rel, "a file the manifest lists").map_err(|e| not_a_run(e.to_string()))?;

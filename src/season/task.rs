@@ -234,13 +234,8 @@ fn marker(plan: &Plan, episode: &Episode, dir: &std::path::Path, uploaded: &BTre
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).map_err(SeasonError::io(&path))?).unwrap_or_default();
     let counts: crate::output::manifest::Counts = serde_json::from_value(manifest["counts"].clone()).unwrap_or_default();
     let frame_rate = manifest["input"]["video"]["frame_rate"].as_f64().filter(|r| *r > 0.0);
-    let mut names = head.files.clone();
-    if dir.join(run_dir::REPORT).is_file() {
-        names.push(run_dir::REPORT.into());
-    }
-    names.extend([run_dir::PROGRESS.to_string(), run_dir::MANIFEST.to_string()]);
-    let mut objects = std::collections::BTreeMap::new();
-    for rel in names {
+    let mut objects = BTreeMap::new();
+    for rel in head.upload_names(dir) {
         let path = dir.join(&rel);
         let size = std::fs::metadata(&path).map_err(SeasonError::io(&path))?.len();
         // The upload hashed every file it sent or found there already: the same list, hashed once.

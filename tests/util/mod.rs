@@ -31,10 +31,15 @@ pub fn seeds(dir: &Path) -> PathBuf {
     s
 }
 
-pub fn harvest(input: &Path, out: &Path, extra: &[&str]) -> Output {
+/// `episode-run harvest INPUT --out OUT --quiet EXTRA…`, ready for more settings.
+pub fn harvest_cmd(input: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("harvest").arg(input).arg("--out").arg(out).arg("--quiet").args(extra);
-    cmd.output().expect("run episode-run")
+    cmd
+}
+
+pub fn harvest(input: &Path, out: &Path, extra: &[&str]) -> Output {
+    harvest_cmd(input, out, extra).output().expect("run episode-run")
 }
 
 /// Runs a harvest that must succeed and returns its out dir's parsed faces and embeddings.
