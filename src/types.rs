@@ -21,21 +21,13 @@ impl RgbImage {
     /// like OpenCV's constant border, which InsightFace's `norm_crop` relies on.
     #[inline]
     pub fn sample_bilinear(&self, x: f32, y: f32, out: &mut [f32; 3]) {
-        // `floor` without a libm call (this runs for every pixel of every crop); exact for the
-        // finite coordinates a similarity produces (a NaN still gives a NaN weight and a black pixel).
-        let floor = |v: f32| {
-            let i = v as isize;
-            if (i as f32) > v {
-                i - 1
-            } else {
-                i
-            }
-        };
-        let (x0, y0) = (floor(x), floor(y));
+        let (x0, y0) = (floor32(x) as isize, floor32(y) as isize);
         let fx = x - x0 as f32;
         let fy = y - y0 as f32;
         *out = [0.0; 3];
-        let weights = [(x0, y0, (1.0 - fx) * (1.0 - fy)), (x0 + 1, y0, fx * (1.0 - fy)), (x0, y0 + 1, (1.0 - fx) * fy), (x0 + 1, y0 + 1, fx * fy)];
+        // Saturating: a point far past the edge stays past it.
+        let (x1, y1) = (x0.saturating_add(1), y0.saturating_add(1));
+        let weights = [(x0, y0, (1.0 - fx) * (1.0 - fy)), (x1, y0, fx * (1.0 - fy)), (x0, y1, (1.0 - fx) * fy), (x1, y1, fx * fy)];
         for (px, py, w) in weights {
             if w == 0.0 || px < 0 || py < 0 || px >= self.width as isize || py >= self.height as isize {
                 continue;
@@ -45,6 +37,19 @@ impl RgbImage {
             out[1] += w * f32::from(self.data[i + 1]);
             out[2] += w * f32::from(self.data[i + 2]);
         }
+    }
+}
+
+/// `floor` without a libm call (this runs for every pixel of every crop), in 32 bits so that a
+/// row of them vectorises: exact within 2³¹ of the origin and saturating beyond, far outside any
+/// image. A NaN gives 0 (and a NaN weight: a black pixel).
+#[inline]
+pub fn floor32(v: f32) -> i32 {
+    let i = v as i32;
+    if (i as f32) > v {
+        i.saturating_sub(1)
+    } else {
+        i
     }
 }
 

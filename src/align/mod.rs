@@ -4,7 +4,7 @@
 
 pub mod quality;
 
-use crate::types::RgbImage;
+use crate::types::{floor32, RgbImage};
 
 /// Side of an aligned crop.
 pub const CROP: usize = 112;
@@ -88,17 +88,56 @@ pub fn square_crop(image: &RgbImage, center: [f32; 2], side: f32, size: usize) -
 
 /// Fills a `size × size` image by sampling `image` at `inv(x, y)` for every output pixel, with
 /// bilinear interpolation and black outside (as `cv2.warpAffine` with a constant border).
+///
+/// Where all four neighbours are inside the image (nearly every pixel of a face) the sample is
+/// summed here without the per-tap border checks of [`RgbImage::sample_bilinear`], in the same
+/// order and with the same weights, so the result is the same bit for bit: a tap of weight 0,
+/// which the general sample skips, adds +0 here. This runs for every pixel of two crops of
+/// every face.
 pub fn warp(image: &RgbImage, inv: &Similarity, size: usize) -> RgbImage {
     let mut data = vec![0u8; size * size * 3];
+    let (w, h) = (image.width as isize, image.height as isize);
+    let row = image.width * 3;
+    let cols: Vec<f32> = (0..size).map(|x| x as f32).collect();
+    // Per row: each pixel's source point as `Similarity::apply` computes it, and its whole
+    // and fractional parts (loops the compiler runs on several pixels at once).
+    let (mut sx, mut sy) = (vec![0.0f32; size], vec![0.0f32; size]);
+    let (mut x0, mut y0) = (vec![0i32; size], vec![0i32; size]);
+    let mut weights = vec![[0.0f32; 4]; size];
     let mut px = [0.0f32; 3];
-    for y in 0..size {
-        for x in 0..size {
-            let [sx, sy] = inv.apply([x as f32, y as f32]);
-            image.sample_bilinear(sx, sy, &mut px);
-            let o = (y * size + x) * 3;
+    for (y, out_row) in data.chunks_exact_mut(size * 3).enumerate() {
+        let yf = y as f32;
+        for ((sx, sy), &xf) in sx.iter_mut().zip(sy.iter_mut()).zip(&cols) {
+            [*sx, *sy] = inv.apply([xf, yf]);
+        }
+        for (i, &v) in x0.iter_mut().zip(&sx) {
+            *i = floor32(v);
+        }
+        for (i, &v) in y0.iter_mut().zip(&sy) {
+            *i = floor32(v);
+        }
+        for ((((wt, &sx), &sy), &x0), &y0) in weights.iter_mut().zip(&sx).zip(&sy).zip(&x0).zip(&y0) {
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+            *wt = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
+        }
+        for (((out, (&sx, &sy)), (&x0, &y0)), weights) in out_row.chunks_exact_mut(3).zip(sx.iter().zip(&sy)).zip(x0.iter().zip(&y0)).zip(&weights) {
+            // `floor32` saturates far outside the image; such a point takes the general path.
+            let (x0, y0) = (x0 as isize, y0 as isize);
+            if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
+                let i = y0 as usize * row + x0 as usize * 3;
+                let (top, bottom) = (&image.data[i..i + 6], &image.data[i + row..i + row + 6]);
+                for c in 0..3 {
+                    px[c] = weights[0] * f32::from(top[c])
+                        + weights[1] * f32::from(top[c + 3])
+                        + weights[2] * f32::from(bottom[c])
+                        + weights[3] * f32::from(bottom[c + 3]);
+                }
+            } else {
+                image.sample_bilinear(sx, sy, &mut px);
+            }
             for c in 0..3 {
                 // Round half away from zero, as `round` does for these non-negative values.
-                data[o + c] = (px[c].clamp(0.0, 255.0) + 0.5) as u8;
+                out[c] = (px[c].clamp(0.0, 255.0) + 0.5) as u8;
             }
         }
     }
@@ -170,5 +209,50 @@ mod tests {
         let (cx, cy) = (ARCFACE_TEMPLATE[0][0].round() as usize, ARCFACE_TEMPLATE[0][1].round() as usize);
         assert!(crop.data[(cy * CROP + cx) * 3] > 100, "eye dot should land on the template eye");
         assert_eq!(crop.data[(10 * CROP + 10) * 3], 0);
+    }
+
+    /// The general per-tap sample at every pixel: what `warp` computed before its fast path.
+    fn warp_by_taps(image: &RgbImage, inv: &Similarity, size: usize) -> Vec<u8> {
+        let mut px = [0.0f32; 3];
+        let mut data = Vec::with_capacity(size * size * 3);
+        for y in 0..size {
+            for x in 0..size {
+                let [sx, sy] = inv.apply([x as f32, y as f32]);
+                image.sample_bilinear(sx, sy, &mut px);
+                data.extend(px.map(|v| (v.clamp(0.0, 255.0) + 0.5) as u8));
+            }
+        }
+        data
+    }
+
+    #[test]
+    fn the_fast_path_samples_bit_for_bit_like_the_general_one() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (w, h) = (97, 61);
+        let image = RgbImage::new(w, h, (0..w * h * 3).map(|_| next() as u8).collect()).unwrap();
+        let unit = |n: u64| (n % 10_000) as f32 / 10_000.0;
+        // Rotated, scaled and shifted maps, many reaching past an edge; whole-pixel ones (taps of
+        // weight 0); and a map that is not finite.
+        let mut maps: Vec<Similarity> = (0..300)
+            .map(|_| {
+                let (scale, angle) = (0.2 + 2.0 * unit(next()), 6.3 * unit(next()));
+                Similarity { a: scale * angle.cos(), b: scale * angle.sin(), tx: 140.0 * unit(next()) - 30.0, ty: 100.0 * unit(next()) - 20.0 }
+            })
+            .collect();
+        maps.push(Similarity { a: 1.0, b: 0.0, tx: 3.0, ty: 2.0 });
+        maps.push(Similarity { a: 0.5, b: 0.0, tx: 60.0, ty: 30.0 });
+        maps.push(Similarity { a: f32::NAN, b: 0.0, tx: 0.0, ty: 0.0 });
+        // Points past the range of 32- and 64-bit integers.
+        maps.push(Similarity { a: 1.0, b: 0.0, tx: -3e9, ty: 5e9 });
+        maps.push(Similarity { a: 1.0, b: 0.0, tx: 1e20, ty: -1e20 });
+        for inv in &maps {
+            assert_eq!(warp(&image, inv, 40).data, warp_by_taps(&image, inv, 40), "{inv:?}");
+        }
     }
 }
