@@ -92,9 +92,12 @@ fn tasks_take_their_index_refuse_a_changed_input_let_go_on_sigterm_and_race_safe
     let people = json_lines(&season.join("people.jsonl"));
     let in_both = people.iter().filter(|p| p["episodes"] == 2).count();
     assert_eq!(in_both, 0, "nobody of the Obama/Big Bang Theory episode is in The Walking Dead: {people:?}");
+    let episode_crops: Vec<Vec<u8>> =
+        ids.iter().flat_map(|id| std::fs::read_dir(s.object(&format!("s1/{id}/crops"))).unwrap()).map(|f| std::fs::read(f.unwrap().path()).unwrap()).collect();
     for p in &people {
         let crop = p["crop"].as_str().unwrap_or_else(|| panic!("every episode person has a crop: {p}"));
-        assert!(season.join(crop).is_file(), "{crop} is in the season folder");
+        let bytes = std::fs::read(season.join(crop)).unwrap_or_else(|e| panic!("{crop} is in the season folder: {e}"));
+        assert!(episode_crops.contains(&bytes), "{crop} is an episode's crop, byte for byte");
     }
     assert!(eps.iter().all(|e| std::fs::read_to_string(season.join("report.html")).unwrap().contains(id(e))));
 }

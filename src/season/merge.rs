@@ -128,8 +128,8 @@ pub fn run(cfg: &MergeConfig) -> Result<MergeEnd, SeasonError> {
     let mut members = Vec::new();
     for (episode, done) in plan.episodes.iter().zip(&dones) {
         let dir = work.join("episodes").join(&episode.id);
-        let people: Vec<PersonRecord> = output::read_jsonl(&fetch_checked(&store, &plan, episode, done, run_dir::PEOPLE, &dir)?)?;
-        let rows = output::read_npy(&fetch_checked(&store, &plan, episode, done, run_dir::PEOPLE_EMBEDDINGS, &dir)?)?;
+        let people: Vec<PersonRecord> = output::read_jsonl(&fetch_into(&store, &plan, episode, done, run_dir::PEOPLE, &dir)?)?;
+        let rows = output::read_npy(&fetch_into(&store, &plan, episode, done, run_dir::PEOPLE_EMBEDDINGS, &dir)?)?;
         for person in people {
             let Some(row) = rows.outer_iter().nth(person.embedding_row as usize) else {
                 return Err(SeasonError::invalid(
@@ -182,8 +182,8 @@ pub fn run(cfg: &MergeConfig) -> Result<MergeEnd, SeasonError> {
         // A crop its episode's marker lists must arrive whole; one it does not list was never made.
         let source = format!("{}/{}", run_dir::CROPS, run_dir::person_crop(members[best].person.person_id));
         let crop = if dones[best_ep.index].objects.contains_key(&source) {
-            let path = fetch_checked(&store, &plan, best_ep, &dones[best_ep.index], &source, &work.join("episodes").join(&best_ep.id))?;
-            let bytes = std::fs::read(&path).map_err(SeasonError::io(&path))?;
+            // Written once, where the season's crop goes: nothing reads the episode's copy.
+            let bytes = fetch_checked(&store, &plan, best_ep, &dones[best_ep.index], &source)?;
             output::write_atomic(&work.join(&crop_rel), &bytes)?;
             Some(bytes)
         } else {
@@ -293,19 +293,26 @@ pub fn run(cfg: &MergeConfig) -> Result<MergeEnd, SeasonError> {
     Ok(MergeEnd::Done)
 }
 
-/// Downloads `rel` of the episode's run into `dir` and checks it against its marker.
-fn fetch_checked(store: &Store, plan: &Plan, episode: &Episode, done: &Done, rel: &str, dir: &Path) -> Result<PathBuf, SeasonError> {
+/// Downloads `rel` of the episode's run and checks it against its marker.
+fn fetch_checked(store: &Store, plan: &Plan, episode: &Episode, done: &Done, rel: &str) -> Result<Vec<u8>, SeasonError> {
     let url = plan.episode_url(episode)?.join(rel);
     let Some(fact) = done.objects.get(rel) else { return Err(SeasonError::invalid(url.to_string(), "its episode's marker does not list it")) };
     let Some(got) = store.get_bytes(&url)? else { return Err(SeasonError::invalid(url.to_string(), "missing, though its episode is marked complete")) };
     if got.bytes.len() as u64 != fact.size || crate::digest::sha256_hex(&got.bytes) != fact.sha256 {
         return Err(SeasonError::invalid(url.to_string(), "not the file its episode's marker records (size or SHA-256 differ)"));
     }
+    Ok(got.bytes)
+}
+
+/// [`fetch_checked`], kept as `rel` under `dir` for the readers that take a path.
+fn fetch_into(store: &Store, plan: &Plan, episode: &Episode, done: &Done, rel: &str, dir: &Path) -> Result<PathBuf, SeasonError> {
+    let bytes = fetch_checked(store, plan, episode, done, rel)?;
+    let url = plan.episode_url(episode)?.join(rel);
     let path = crate::names::safe_join(dir, rel, "a file of an episode").map_err(|e| SeasonError::invalid(url.to_string(), e.to_string()))?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(SeasonError::io(parent))?;
     }
-    output::write_atomic(&path, &got.bytes)?;
+    output::write_atomic(&path, &bytes)?;
     Ok(path)
 }
 
