@@ -77,7 +77,9 @@ fn a_cuda_build_that_cannot_run_is_an_error_or_a_said_fallback() {
     let o = harvest_with(&lib, &tmp.path().join("cuda"), &["--provider", "cuda"]);
     let lines = stderr_lines(&o);
     assert_eq!((o.status.code(), lines.len()), (Some(2), 1), "{lines:?}");
-    assert!(lines[0].starts_with("error: --provider cuda: ") && (lines[0].contains("no NVIDIA driver") || lines[0].contains("CUDA")), "{lines:?}");
+    assert!(lines[0].starts_with("error: --provider cuda: "), "{lines:?}");
+    // Without a driver the check for one says so; with one, ONNX Runtime's refusal is the reason.
+    assert_eq!(lines[0].contains("no NVIDIA driver here"), !has_nvidia_driver(), "{lines:?}");
 
     let o = harvest_with(&lib, &tmp.path().join("auto"), &[]);
     let lines = stderr_lines(&o);
@@ -123,4 +125,12 @@ fn the_installed_cuda_build_runs_on_a_gpu_or_says_why_not() {
         assert!(al[0].contains("running on the CPU"), "{al:?}");
         assert_eq!(sessions(&run), serde_json::json!({"detector": "CPUExecutionProvider", "embedder": "CPUExecutionProvider"}));
     }
+}
+
+/// Whether the NVIDIA driver's library is where the dynamic loader finds it (the loader's cache,
+/// or `LD_LIBRARY_PATH`).
+fn has_nvidia_driver() -> bool {
+    let cache = std::process::Command::new("ldconfig").arg("-p").output().map(|o| String::from_utf8_lossy(&o.stdout).contains("libcuda.so.1")).unwrap_or(false);
+    let path = std::env::var_os("LD_LIBRARY_PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("libcuda.so.1").exists()));
+    cache || path
 }
