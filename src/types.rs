@@ -25,9 +25,8 @@ impl RgbImage {
         let fx = x - x0 as f32;
         let fy = y - y0 as f32;
         *out = [0.0; 3];
-        // Saturating: a point far past the edge stays past it.
-        let (x1, y1) = (x0.saturating_add(1), y0.saturating_add(1));
-        let weights = [(x0, y0, (1.0 - fx) * (1.0 - fy)), (x1, y0, fx * (1.0 - fy)), (x0, y1, (1.0 - fx) * fy), (x1, y1, fx * fy)];
+        // `floor32` saturates at 2³¹, so the neighbours' `+ 1` cannot overflow.
+        let weights = [(x0, y0, (1.0 - fx) * (1.0 - fy)), (x0 + 1, y0, fx * (1.0 - fy)), (x0, y0 + 1, (1.0 - fx) * fy), (x0 + 1, y0 + 1, fx * fy)];
         for (px, py, w) in weights {
             if w == 0.0 || px < 0 || py < 0 || px >= self.width as isize || py >= self.height as isize {
                 continue;

@@ -99,8 +99,8 @@ pub fn warp(image: &RgbImage, inv: &Similarity, size: usize) -> RgbImage {
     let (w, h) = (image.width as isize, image.height as isize);
     let row = image.width * 3;
     let cols: Vec<f32> = (0..size).map(|x| x as f32).collect();
-    // Per row: each pixel's source point as `Similarity::apply` computes it, and its whole
-    // and fractional parts (loops the compiler runs on several pixels at once).
+    // Per row: each pixel's source point as `Similarity::apply` computes it, its whole parts and
+    // its four weights (loops the compiler runs on several pixels at once).
     let (mut sx, mut sy) = (vec![0.0f32; size], vec![0.0f32; size]);
     let (mut x0, mut y0) = (vec![0i32; size], vec![0i32; size]);
     let mut weights = vec![[0.0f32; 4]; size];
@@ -120,17 +120,14 @@ pub fn warp(image: &RgbImage, inv: &Similarity, size: usize) -> RgbImage {
             let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
             *wt = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
         }
-        for (((out, (&sx, &sy)), (&x0, &y0)), weights) in out_row.chunks_exact_mut(3).zip(sx.iter().zip(&sy)).zip(x0.iter().zip(&y0)).zip(&weights) {
+        for (((out, (&sx, &sy)), (&x0, &y0)), wt) in out_row.chunks_exact_mut(3).zip(sx.iter().zip(&sy)).zip(x0.iter().zip(&y0)).zip(&weights) {
             // `floor32` saturates far outside the image; such a point takes the general path.
             let (x0, y0) = (x0 as isize, y0 as isize);
             if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
                 let i = y0 as usize * row + x0 as usize * 3;
                 let (top, bottom) = (&image.data[i..i + 6], &image.data[i + row..i + row + 6]);
                 for c in 0..3 {
-                    px[c] = weights[0] * f32::from(top[c])
-                        + weights[1] * f32::from(top[c + 3])
-                        + weights[2] * f32::from(bottom[c])
-                        + weights[3] * f32::from(bottom[c + 3]);
+                    px[c] = wt[0] * f32::from(top[c]) + wt[1] * f32::from(top[c + 3]) + wt[2] * f32::from(bottom[c]) + wt[3] * f32::from(bottom[c + 3]);
                 }
             } else {
                 image.sample_bilinear(sx, sy, &mut px);
