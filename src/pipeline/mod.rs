@@ -298,7 +298,7 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
     };
     let batching = EmbedBatching::plan(&cfg.settings.embed);
 
-    let budget = Arc::new(CpuBudget::new(cfg.threads));
+    let budget = Arc::new(CpuBudget::pinned(cfg.threads));
     let (first_frame, first_sampled) = checkpoint.as_ref().map_or((0, 0), |c| (c.decode.next_frame, c.decode.sampled));
     let decoded_before = checkpoint.as_ref().and_then(|c| c.tail.as_ref()).map_or(first_frame, |t| t.frames_decoded);
     let shared = Arc::new(Shared { decoded: AtomicU64::new(decoded_before), sampled: AtomicU64::new(first_sampled) });
