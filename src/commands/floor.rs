@@ -74,12 +74,12 @@ pub fn floor(cfg: &FloorConfig) -> Result<Floor, Error> {
     onnx::init_runtime(&cfg.ort_lib, onnx::Provider::Cpu)?;
     let mut detector = detect::load(&detector_path, threads, settings.detect.clone(), settings.detect.family)?;
     let plan = detector.input_plan();
-    let mut decoder = VideoDecoder::open(&input, threads, settings.sampling.stride)?.with_scaled(Box::new(move |w, h| plan.content_size(w, h)));
+    let mut decoder = VideoDecoder::open(&input, threads, settings.sampling.stride)?.with_scaled(Box::new(move |w, h| plan.scaled_size(w, h)));
     let (mut frames, mut detect_time, mut warm) = (0u64, Duration::ZERO, false);
     let mut crops: Vec<(u64, RgbImage)> = Vec::new();
     while let Some(frame) = decoder.next_frame()? {
-        let (Some(image), Some(scaled)) = (frame.image, frame.scaled) else { continue };
-        let prepared = plan.prepare_scaled(&scaled, image.width as u32, image.height as u32);
+        let Some(image) = frame.image else { continue };
+        let prepared = plan.prepare_frame(&image, frame.scaled.as_ref());
         if !warm {
             detector.detect_prepared(&prepared)?;
             warm = true;

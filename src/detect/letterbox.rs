@@ -36,29 +36,54 @@ pub struct Normalize {
     pub scale: f32,
 }
 
-/// Writes `image`, scaled by `lb.scale` (bilinear, OpenCV's pixel-centre convention), into a
-/// planar buffer of `3 × lb.height × lb.width`, normalised as `norm` says; the padding is black
-/// before normalisation, as `cv2.dnn.blobFromImage` of a zero-padded image gives.
+impl Letterbox {
+    /// `k` when the frame shrinks by exactly a whole factor `k` of 2, 3, 4 or 6 (1280×720,
+    /// 1920×1080, 2560×1440 or 3840×2160 into 640×360): each model pixel is then the mean of a
+    /// `k × k` block (see [`fill_input`]).
+    pub fn whole_reduction(&self, frame_w: usize, frame_h: usize) -> Option<usize> {
+        let k = (1.0 / self.scale).round();
+        let whole = [2.0, 3.0, 4.0, 6.0].contains(&k) && (k * self.scale - 1.0).abs() < 1e-6;
+        let k = k as usize;
+        (whole && frame_w.is_multiple_of(k) && frame_h.is_multiple_of(k) && frame_w / k <= self.width && frame_h / k <= self.height).then_some(k)
+    }
+}
+
+/// Writes `image`, scaled by `lb.scale`, into a planar buffer of `3 × lb.height × lb.width`,
+/// normalised as `norm` says; the padding is black before normalisation, as
+/// `cv2.dnn.blobFromImage` of a zero-padded image gives. A reduction by a whole factor `k`
+/// ([`Letterbox::whole_reduction`]) averages each `k × k` block (OpenCV's `INTER_AREA`, which is anti-aliased, unlike a
+/// two-tap filter that skips source pixels at `k ≥ 3`, and cheap); any other scale is
+/// bilinear in OpenCV's pixel-centre convention (`INTER_LINEAR`), the two alike at `k = 2`.
 pub fn fill_input(image: &RgbImage, lb: &Letterbox, norm: &Normalize, out: &mut [f32]) {
-    let plane = lb.width * lb.height;
-    out.fill((0.0 - norm.mean) * norm.scale);
+    let norm_px = |v: f32| (v - norm.mean) * norm.scale;
     let (first, last) = if norm.bgr { (2, 0) } else { (0, 2) };
     if lb.scale == 1.0 {
         // Already scaled: a copy into the planes.
-        let w = image.width.min(lb.width);
-        for y in 0..image.height.min(lb.height) {
+        let (w, h) = (image.width.min(lb.width), image.height.min(lb.height));
+        pad(out, lb, w, h, norm_px(0.0));
+        for y in 0..h {
             let row = &image.data[y * image.width * 3..][..w * 3];
             let o = y * lb.width;
+            let [b0, b1, b2] = planes(out, lb, o, w, first, last);
             for (x, px) in row.chunks_exact(3).enumerate() {
-                out[o + x] = (f32::from(px[first]) - norm.mean) * norm.scale;
-                out[plane + o + x] = (f32::from(px[1]) - norm.mean) * norm.scale;
-                out[2 * plane + o + x] = (f32::from(px[last]) - norm.mean) * norm.scale;
+                b0[x] = norm_px(f32::from(px[0]));
+                b1[x] = norm_px(f32::from(px[1]));
+                b2[x] = norm_px(f32::from(px[2]));
             }
         }
         return;
     }
+    match lb.whole_reduction(image.width, image.height) {
+        Some(2) => return fill_whole_reduction::<2>(image, lb, norm, (first, last), out),
+        Some(3) => return fill_whole_reduction::<3>(image, lb, norm, (first, last), out),
+        Some(4) => return fill_whole_reduction::<4>(image, lb, norm, (first, last), out),
+        Some(6) => return fill_whole_reduction::<6>(image, lb, norm, (first, last), out),
+        _ => {}
+    }
     let sw = ((image.width as f32 * lb.scale).round() as usize).min(lb.width);
     let sh = ((image.height as f32 * lb.scale).round() as usize).min(lb.height);
+    pad(out, lb, sw, sh, norm_px(0.0));
+    let plane = lb.width * lb.height;
     // Separable bilinear taps, computed once per column and row: (index, next index, weight).
     let taps = |n: usize, src: usize| -> Vec<(usize, usize, f32)> {
         (0..n)
@@ -79,10 +104,60 @@ pub fn fill_input(image: &RgbImage, lb: &Letterbox, norm: &Normalize, out: &mut 
                 w[0] * f32::from(r0[x0 * 3 + c]) + w[1] * f32::from(r0[x1 * 3 + c]) + w[2] * f32::from(r1[x0 * 3 + c]) + w[3] * f32::from(r1[x1 * 3 + c])
             });
             let o = y * lb.width + x;
-            out[o] = (px[first] - norm.mean) * norm.scale;
-            out[plane + o] = (px[1] - norm.mean) * norm.scale;
-            out[2 * plane + o] = (px[last] - norm.mean) * norm.scale;
+            out[o] = norm_px(px[first]);
+            out[plane + o] = norm_px(px[1]);
+            out[2 * plane + o] = norm_px(px[last]);
         }
+    }
+}
+
+/// The block means of a reduction by `K`, one output row at a time: the `K` source rows summed
+/// into one row (a loop the compiler runs on many bytes at once), then each run of `K` pixels
+/// summed and scaled by `1 / K²`. Sums of at most 6² bytes fit in `u16`.
+fn fill_whole_reduction<const K: usize>(image: &RgbImage, lb: &Letterbox, norm: &Normalize, order: (usize, usize), out: &mut [f32]) {
+    let (sw, sh) = (image.width / K, image.height / K);
+    pad(out, lb, sw, sh, (0.0 - norm.mean) * norm.scale);
+    let inv = 1.0 / (K * K) as f32;
+    let norm_px = |sum: u16| (f32::from(sum) * inv - norm.mean) * norm.scale;
+    let row_len = image.width * 3;
+    let mut sums = vec![0u16; row_len];
+    for y in 0..sh {
+        let mut rows = image.data[y * K * row_len..(y + 1) * K * row_len].chunks_exact(row_len);
+        if let Some(first) = rows.next() {
+            sums.iter_mut().zip(first).for_each(|(s, &v)| *s = u16::from(v));
+        }
+        for row in rows {
+            sums.iter_mut().zip(row).for_each(|(s, &v)| *s += u16::from(v));
+        }
+        let [b0, b1, b2] = planes(out, lb, y * lb.width, sw, order.0, order.1);
+        let blocks = sums.chunks_exact(3 * K).zip(b0.iter_mut().zip(b1.iter_mut().zip(b2.iter_mut())));
+        for (block, (o0, (o1, o2))) in blocks {
+            let mut px = [0u16; 3];
+            for p in block.chunks_exact(3) {
+                px = [px[0] + p[0], px[1] + p[1], px[2] + p[2]];
+            }
+            (*o0, *o1, *o2) = (norm_px(px[0]), norm_px(px[1]), norm_px(px[2]));
+        }
+    }
+}
+
+/// The `w` values at `offset` of the planes the image's R, G and B go to, in that order.
+fn planes<'a>(out: &'a mut [f32], lb: &Letterbox, offset: usize, w: usize, first: usize, last: usize) -> [&'a mut [f32]; 3] {
+    let plane = lb.width * lb.height;
+    let [p0, p1, p2] = out[..3 * plane].get_disjoint_mut([0..plane, plane..2 * plane, 2 * plane..3 * plane]).expect("three disjoint planes");
+    let mut by_plane = [Some(p0), Some(p1), Some(p2)];
+    let mut take = |i: usize| by_plane[i].take().map(|p| &mut p[offset..offset + w]).expect("each plane taken once");
+    let (r, g) = (take(first), take(1));
+    [r, g, take(last)]
+}
+
+/// Fills what lies outside the top-left `w × h` content of each plane with `value`.
+fn pad(out: &mut [f32], lb: &Letterbox, w: usize, h: usize, value: f32) {
+    for plane in out.chunks_exact_mut(lb.width * lb.height) {
+        for row in plane.chunks_exact_mut(lb.width).take(h) {
+            row[w..].fill(value);
+        }
+        plane[h * lb.width..].fill(value);
     }
 }
 
@@ -129,6 +204,39 @@ mod tests {
         let mut out = vec![0.0; 6];
         fill_input(&image, &lb, &Normalize { bgr: false, mean: 0.0, scale: 1.0 }, &mut out);
         assert_eq!(&out[..2], &[50.0, 225.0]);
+    }
+
+    #[test]
+    fn a_whole_reduction_is_the_mean_of_each_block() {
+        let (w, h, k) = (9, 6, 3);
+        let image = RgbImage::new(w, h, (0..w * h * 3).map(|i| (i * 37 % 256) as u8).collect()).unwrap();
+        let lb = Letterbox { scale: 1.0 / 3.0, width: 4, height: 3 };
+        assert_eq!(lb.whole_reduction(w, h), Some(k));
+        let norm = Normalize { bgr: true, mean: 10.0, scale: 0.5 };
+        let mut out = vec![f32::NAN; 3 * 12];
+        fill_input(&image, &lb, &norm, &mut out);
+        let mean = |bx: usize, by: usize, c: usize| {
+            let mut sum = 0u32;
+            for y in by * k..(by + 1) * k {
+                for x in bx * k..(bx + 1) * k {
+                    sum += u32::from(image.data[(y * w + x) * 3 + c]);
+                }
+            }
+            sum as f32 * (1.0 / 9.0)
+        };
+        for (plane, c) in [(0, 2), (1, 1), (2, 0)] {
+            for y in 0..3 {
+                for x in 0..4 {
+                    let want = if x < 3 && y < 2 { (mean(x, y, c) - 10.0) * 0.5 } else { -5.0 };
+                    assert_eq!(out[plane * 12 + y * 4 + x], want, "plane {plane} ({x}, {y})");
+                }
+            }
+        }
+        // Not a whole factor, or a side it does not divide: not a whole reduction.
+        assert_eq!(Letterbox { scale: 0.4, ..lb }.whole_reduction(10, 10), None);
+        assert_eq!(Letterbox { scale: 0.2, ..lb }.whole_reduction(20, 15), None, "5 is not among the factors");
+        assert_eq!(lb.whole_reduction(10, 6), None);
+        assert_eq!(Letterbox { scale: 1.0, ..lb }.whole_reduction(4, 3), None);
     }
 
     #[test]

@@ -63,16 +63,28 @@ impl InputPlan {
     }
 
     /// The size a `width × height` frame has inside the model input (before padding).
-    pub fn content_size(&self, width: u32, height: u32) -> (u32, u32) {
+    fn content_size(&self, width: u32, height: u32) -> (u32, u32) {
         let lb = Letterbox::plan(width as usize, height as usize, self.fixed, self.input_size);
         let side = |v: u32, max: usize| ((v as f32 * lb.scale).round() as usize).clamp(1, max) as u32;
         (side(width, lb.width), side(height, lb.height))
     }
 
-    /// [`prepare`](Self::prepare) from a copy of the frame already scaled to
-    /// [`content_size`](Self::content_size) (by the decoder): only padding and normalisation left.
-    pub fn prepare_scaled(&self, scaled: &RgbImage, frame_width: u32, frame_height: u32) -> DetectorInput {
-        let mut lb = Letterbox::plan(frame_width as usize, frame_height as usize, self.fixed, self.input_size);
+    /// The size of the scaled copy of a `width × height` frame the decoder should make for
+    /// [`prepare_frame`](Self::prepare_frame), or `None` when the frame itself serves: at its
+    /// own size, or reduced by a whole factor (block means, cheaper than FFmpeg's scaler: on
+    /// 720p that copy cost most of what decoding the frame did).
+    pub fn scaled_size(&self, width: u32, height: u32) -> Option<(u32, u32)> {
+        let lb = Letterbox::plan(width as usize, height as usize, self.fixed, self.input_size);
+        let direct = lb.scale == 1.0 || lb.whole_reduction(width as usize, height as usize).is_some();
+        (!direct).then(|| self.content_size(width, height))
+    }
+
+    /// The input for a decoded frame: from the copy the decoder scaled to
+    /// [`scaled_size`](Self::scaled_size), where it asked for one (only padding and normalisation
+    /// left), else from the frame.
+    pub fn prepare_frame(&self, frame: &RgbImage, scaled: Option<&RgbImage>) -> DetectorInput {
+        let Some(scaled) = scaled else { return self.prepare(frame) };
+        let mut lb = Letterbox::plan(frame.width, frame.height, self.fixed, self.input_size);
         let mut tensor = vec![0f32; 3 * lb.height * lb.width];
         let scale = lb.scale;
         lb.scale = 1.0;
@@ -163,16 +175,38 @@ mod tests {
     #[test]
     fn a_frame_scaled_by_the_decoder_gives_the_same_geometry_as_letterboxing_it_here() {
         let plan = InputPlan { fixed: Some((640, 640)), input_size: 640, norm: Normalize { bgr: true, mean: 0.0, scale: 1.0 } };
-        assert_eq!(plan.content_size(1280, 720), (640, 360));
-        assert_eq!(plan.content_size(360, 1280), (180, 640));
-        let scaled = RgbImage::new(640, 360, vec![7; 640 * 360 * 3]).unwrap();
-        let input = plan.prepare_scaled(&scaled, 1280, 720);
+        assert_eq!(plan.content_size(1000, 720), (640, 461));
+        assert_eq!(plan.content_size(360, 1000), (230, 640));
+        let full = RgbImage::new(1000, 720, vec![0; 1000 * 720 * 3]).unwrap();
+        let scaled = RgbImage::new(640, 461, vec![7; 640 * 461 * 3]).unwrap();
+        let input = plan.prepare_frame(&full, Some(&scaled));
         assert_eq!((input.lb.width, input.lb.height), (640, 640));
-        assert!((input.lb.scale - 0.5).abs() < 1e-6, "boxes map back by the frame's scale");
+        assert!((input.lb.scale - 0.64).abs() < 1e-6, "boxes map back by the frame's scale");
         assert_eq!(input.tensor.len(), 3 * 640 * 640);
-        assert_eq!((input.tensor[0], input.tensor[640 * 360 - 1], input.tensor[640 * 360]), (7.0, 7.0, 0.0), "content, then black padding");
+        assert_eq!((input.tensor[0], input.tensor[640 * 461 - 1], input.tensor[640 * 461]), (7.0, 7.0, 0.0), "content, then black padding");
         let dynamic = InputPlan { fixed: None, ..plan };
-        assert_eq!(dynamic.content_size(1920, 1080), (640, 360));
-        assert_eq!(dynamic.prepare_scaled(&scaled, 1920, 1080).lb.height, 384);
+        assert_eq!(dynamic.content_size(1000, 720), (640, 461));
+        assert_eq!(dynamic.prepare_frame(&full, Some(&scaled)).lb.height, 480);
+    }
+
+    #[test]
+    fn the_decoder_scales_a_copy_only_where_the_frame_cannot_serve_itself() {
+        let norm = Normalize { bgr: true, mean: 0.0, scale: 1.0 };
+        let dynamic = InputPlan { fixed: None, input_size: 640, norm };
+        // At the model's size, and reduced by 2, 3 or 6: the frame itself.
+        for (w, h) in [(640, 360), (1280, 720), (1920, 1080), (3840, 2160), (720, 1280)] {
+            assert_eq!(dynamic.scaled_size(w, h), None, "{w}x{h}");
+        }
+        // Any other scale: a copy at the content size.
+        assert_eq!(dynamic.scaled_size(854, 480), Some((640, 360)));
+        assert_eq!(dynamic.scaled_size(320, 180), Some((640, 360)), "enlarged");
+        assert_eq!(dynamic.scaled_size(1282, 720), Some((640, 359)));
+        let square = InputPlan { fixed: Some((640, 640)), ..dynamic };
+        assert_eq!(square.scaled_size(1280, 720), None, "fits by its width, halved");
+        assert_eq!(square.scaled_size(1280, 1000), None, "halved, 640×500");
+        assert_eq!(square.scaled_size(1300, 1000), Some((640, 492)));
+        // The frame itself gives the same input as a copy made at its own size.
+        let frame = RgbImage::new(640, 360, (0..640 * 360 * 3).map(|i| (i % 251) as u8).collect()).unwrap();
+        assert_eq!(dynamic.prepare_frame(&frame, None).tensor, dynamic.prepare_frame(&frame, Some(&frame)).tensor);
     }
 }

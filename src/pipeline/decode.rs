@@ -198,8 +198,8 @@ fn decode_next(
         let sampled = frame.sampled.then(|| {
             shared.sampled.fetch_add(1, Ordering::Relaxed);
             let t1 = Instant::now();
-            let input = match (plan, &frame.image, &frame.scaled) {
-                (Some(p), Some(full), Some(scaled)) => Some(p.prepare_scaled(scaled, full.width as u32, full.height as u32)),
+            let input = match (plan, &frame.image) {
+                (Some(p), Some(full)) => Some(p.prepare_frame(full, frame.scaled.as_ref())),
                 _ => None,
             };
             side.decode_ms += ms(t1.elapsed());

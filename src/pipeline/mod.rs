@@ -307,8 +307,9 @@ fn run(cfg: &HarvestConfig, decoder: VideoDecoder, split: ThreadSplit, start: In
 
     let plan = workers.first().map(|m| m.detector.input_plan());
     let mut decoder = match plan {
-        // The decoder scales each sampled frame for the detector as it converts it.
-        Some(plan) => decoder.with_scaled(Box::new(move |w, h| plan.content_size(w, h))),
+        // The decoder scales a copy of each sampled frame for the detector where the frame
+        // cannot serve as it is.
+        Some(plan) => decoder.with_scaled(Box::new(move |w, h| plan.scaled_size(w, h))),
         None => decoder.without_images(),
     };
     let mut side = DecodeSide::new(&cfg.settings.cuts, checkpoint.as_ref().map(|c| &c.decode));

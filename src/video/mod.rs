@@ -73,8 +73,8 @@ pub struct VideoInfo {
     pub time_base: f64,
 }
 
-/// Maps a frame's `(width, height)` to the size of its scaled copy.
-pub type ScaledSize = Box<dyn Fn(u32, u32) -> (u32, u32) + Send>;
+/// Maps a frame's `(width, height)` to the size of its scaled copy, or `None` for no copy.
+pub type ScaledSize = Box<dyn Fn(u32, u32) -> Option<(u32, u32)> + Send>;
 
 /// Side of the square thumbnail made of every frame, for shot-cut detection.
 pub const THUMB: u32 = 64;
@@ -90,7 +90,8 @@ pub struct DecodedFrame {
     /// The raw presentation timestamp, which a resumed run seeks by.
     pub pts: Option<i64>,
     pub image: Option<RgbImage>,
-    /// The sampled frame scaled down as [`VideoDecoder::with_scaled`] asked (for a detector).
+    /// The sampled frame scaled as [`VideoDecoder::with_scaled`] asked (for a detector), when
+    /// it asked for a copy.
     pub scaled: Option<RgbImage>,
     /// A `THUMB × THUMB` RGB thumbnail of every frame (aspect not kept).
     pub thumb: RgbImage,
@@ -239,8 +240,8 @@ impl VideoDecoder {
         &self.info
     }
 
-    /// Also gives each sampled frame scaled to `size(width, height)`, made by FFmpeg's SIMD
-    /// scaler straight from the decoded planes (far cheaper than resizing the RGB copy).
+    /// Also gives each sampled frame scaled to `size(width, height)` where that is a size, made
+    /// by FFmpeg's scaler straight from the decoded planes.
     pub fn with_scaled(mut self, size: ScaledSize) -> Self {
         self.scaled_size = Some(size);
         self
@@ -452,14 +453,16 @@ impl VideoDecoder {
         } else {
             None
         };
-        let scaled = match (&self.scaled_size, image.is_some()) {
-            (Some(size), true) => {
-                let (dw, dh) = geometry.display_size(w, h);
-                let (sw, sh) = size(dw, dh);
+        let copy = self.scaled_size.as_ref().filter(|_| image.is_some()).and_then(|size| {
+            let (dw, dh) = geometry.display_size(w, h);
+            size(dw, dh)
+        });
+        let scaled = match copy {
+            Some((sw, sh)) => {
                 let (sw, sh) = geometry.unoriented(sw.max(1), sh.max(1));
                 Some(turn.apply(convert(source, &mut self.scaled_scaler, &mut self.scaled_rgb, sw, sh, scaling::Flags::BILINEAR).map_err(err)?))
             }
-            _ => None,
+            None => None,
         };
         Ok(DecodedFrame { idx, sampled, t, pts: self.frame.timestamp(), image, scaled, thumb })
     }
