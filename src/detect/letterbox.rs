@@ -51,9 +51,10 @@ impl Letterbox {
 /// Writes `image`, scaled by `lb.scale`, into a planar buffer of `3 × lb.height × lb.width`,
 /// normalised as `norm` says; the padding is black before normalisation, as
 /// `cv2.dnn.blobFromImage` of a zero-padded image gives. A reduction by a whole factor `k`
-/// ([`Letterbox::whole_reduction`]) averages each `k × k` block (OpenCV's `INTER_AREA`, which is anti-aliased, unlike a
-/// two-tap filter that skips source pixels at `k ≥ 3`, and cheap); any other scale is
-/// bilinear in OpenCV's pixel-centre convention (`INTER_LINEAR`), the two alike at `k = 2`.
+/// ([`Letterbox::whole_reduction`]) averages each `k × k` block (OpenCV's `INTER_AREA`:
+/// anti-aliased, unlike a two-tap filter that skips source pixels at `k ≥ 3`, and cheap); any
+/// other scale is bilinear in OpenCV's pixel-centre convention (`INTER_LINEAR`), the two alike
+/// at `k = 2`.
 pub fn fill_input(image: &RgbImage, lb: &Letterbox, norm: &Normalize, out: &mut [f32]) {
     let norm_px = |v: f32| (v - norm.mean) * norm.scale;
     let (first, last) = if norm.bgr { (2, 0) } else { (0, 2) };
@@ -208,30 +209,34 @@ mod tests {
 
     #[test]
     fn a_whole_reduction_is_the_mean_of_each_block() {
-        let (w, h, k) = (9, 6, 3);
-        let image = RgbImage::new(w, h, (0..w * h * 3).map(|i| (i * 37 % 256) as u8).collect()).unwrap();
-        let lb = Letterbox { scale: 1.0 / 3.0, width: 4, height: 3 };
-        assert_eq!(lb.whole_reduction(w, h), Some(k));
-        let norm = Normalize { bgr: true, mean: 10.0, scale: 0.5 };
-        let mut out = vec![f32::NAN; 3 * 12];
-        fill_input(&image, &lb, &norm, &mut out);
-        let mean = |bx: usize, by: usize, c: usize| {
-            let mut sum = 0u32;
-            for y in by * k..(by + 1) * k {
-                for x in bx * k..(bx + 1) * k {
-                    sum += u32::from(image.data[(y * w + x) * 3 + c]);
+        // Three blocks by two of k × k pixels, in a model input of 4 × 3.
+        for k in [2, 3, 6] {
+            let (w, h) = (3 * k, 2 * k);
+            let image = RgbImage::new(w, h, (0..w * h * 3).map(|i| (i * 37 % 256) as u8).collect()).unwrap();
+            let lb = Letterbox { scale: 1.0 / k as f32, width: 4, height: 3 };
+            assert_eq!(lb.whole_reduction(w, h), Some(k));
+            let norm = Normalize { bgr: true, mean: 10.0, scale: 0.5 };
+            let mut out = vec![f32::NAN; 3 * 12];
+            fill_input(&image, &lb, &norm, &mut out);
+            let mean = |bx: usize, by: usize, c: usize| {
+                let mut sum = 0u32;
+                for y in by * k..(by + 1) * k {
+                    for x in bx * k..(bx + 1) * k {
+                        sum += u32::from(image.data[(y * w + x) * 3 + c]);
+                    }
                 }
-            }
-            sum as f32 * (1.0 / 9.0)
-        };
-        for (plane, c) in [(0, 2), (1, 1), (2, 0)] {
-            for y in 0..3 {
-                for x in 0..4 {
-                    let want = if x < 3 && y < 2 { (mean(x, y, c) - 10.0) * 0.5 } else { -5.0 };
-                    assert_eq!(out[plane * 12 + y * 4 + x], want, "plane {plane} ({x}, {y})");
+                sum as f32 * (1.0 / (k * k) as f32)
+            };
+            for (plane, c) in [(0, 2), (1, 1), (2, 0)] {
+                for y in 0..3 {
+                    for x in 0..4 {
+                        let want = if x < 3 && y < 2 { (mean(x, y, c) - 10.0) * 0.5 } else { -5.0 };
+                        assert_eq!(out[plane * 12 + y * 4 + x], want, "k {k} plane {plane} ({x}, {y})");
+                    }
                 }
             }
         }
+        let lb = Letterbox { scale: 1.0 / 3.0, width: 4, height: 3 };
         // Not a whole factor, or a side it does not divide: not a whole reduction.
         assert_eq!(Letterbox { scale: 0.4, ..lb }.whole_reduction(10, 10), None);
         assert_eq!(Letterbox { scale: 0.2, ..lb }.whole_reduction(20, 15), None, "5 is not among the factors");
