@@ -2,6 +2,7 @@
 
 import ast
 import json
+import math
 import struct
 
 
@@ -25,3 +26,8 @@ def npy_rows(path):
     rows, cols = header["shape"] if len(header["shape"]) == 2 else (0, 0)
     body = data[start + hlen:]
     return [struct.unpack_from(f"<{cols}f", body, 4 * cols * r) for r in range(rows)]
+
+
+def cosine(u, v):
+    """Cosine between two vectors (0 where one is all zeros)."""
+    return sum(p * q for p, q in zip(u, v)) / (math.sqrt(sum(p * p for p in u) * sum(q * q for q in v)) or 1.0)

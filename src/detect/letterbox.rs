@@ -36,6 +36,13 @@ pub struct Normalize {
     pub scale: f32,
 }
 
+impl Normalize {
+    /// A channel value as the model wants it.
+    fn apply(&self, v: f32) -> f32 {
+        (v - self.mean) * self.scale
+    }
+}
+
 impl Letterbox {
     /// `k` when the frame shrinks by exactly a whole factor `k` of 2, 3, 4 or 6 (1280×720,
     /// 1920×1080, 2560×1440 or 3840×2160 into 640×360): each model pixel is then the mean of a
@@ -56,7 +63,7 @@ impl Letterbox {
 /// other scale is bilinear in OpenCV's pixel-centre convention (`INTER_LINEAR`), the two alike
 /// at `k = 2`.
 pub fn fill_input(image: &RgbImage, lb: &Letterbox, norm: &Normalize, out: &mut [f32]) {
-    let norm_px = |v: f32| (v - norm.mean) * norm.scale;
+    let norm_px = |v: f32| norm.apply(v);
     let (first, last) = if norm.bgr { (2, 0) } else { (0, 2) };
     if lb.scale == 1.0 {
         // Already scaled: a copy into the planes.
@@ -117,9 +124,9 @@ pub fn fill_input(image: &RgbImage, lb: &Letterbox, norm: &Normalize, out: &mut 
 /// summed and scaled by `1 / K²`. Sums of at most 6² bytes fit in `u16`.
 fn fill_whole_reduction<const K: usize>(image: &RgbImage, lb: &Letterbox, norm: &Normalize, order: (usize, usize), out: &mut [f32]) {
     let (sw, sh) = (image.width / K, image.height / K);
-    pad(out, lb, sw, sh, (0.0 - norm.mean) * norm.scale);
+    pad(out, lb, sw, sh, norm.apply(0.0));
     let inv = 1.0 / (K * K) as f32;
-    let norm_px = |sum: u16| (f32::from(sum) * inv - norm.mean) * norm.scale;
+    let norm_px = |sum: u16| norm.apply(f32::from(sum) * inv);
     let row_len = image.width * 3;
     let mut sums = vec![0u16; row_len];
     for y in 0..sh {
@@ -144,12 +151,8 @@ fn fill_whole_reduction<const K: usize>(image: &RgbImage, lb: &Letterbox, norm: 
 
 /// The `w` values at `offset` of the planes the image's R, G and B go to, in that order.
 fn planes<'a>(out: &'a mut [f32], lb: &Letterbox, offset: usize, w: usize, first: usize, last: usize) -> [&'a mut [f32]; 3] {
-    let plane = lb.width * lb.height;
-    let [p0, p1, p2] = out[..3 * plane].get_disjoint_mut([0..plane, plane..2 * plane, 2 * plane..3 * plane]).expect("three disjoint planes");
-    let mut by_plane = [Some(p0), Some(p1), Some(p2)];
-    let mut take = |i: usize| by_plane[i].take().map(|p| &mut p[offset..offset + w]).expect("each plane taken once");
-    let (r, g) = (take(first), take(1));
-    [r, g, take(last)]
+    let at = |plane: usize| plane * lb.width * lb.height + offset..plane * lb.width * lb.height + offset + w;
+    out.get_disjoint_mut([at(first), at(1), at(last)]).expect("three disjoint planes")
 }
 
 /// Fills what lies outside the top-left `w × h` content of each plane with `value`.

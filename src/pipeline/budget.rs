@@ -45,13 +45,8 @@ impl CpuBudget {
     /// and so does a machine where affinity cannot be read or set). Only for work that starts no
     /// threads of its own: a thread started by a pinned one inherits its core.
     pub fn pinned(total: usize) -> Self {
-        let mut budget = Self::new(total);
-        budget.cores = affinity::allowed().filter(|cores| cores.len() == budget.total() && cores.len() > 1);
-        budget
-    }
-
-    fn total(&self) -> usize {
-        self.lock().free.len()
+        let cores = affinity::allowed().filter(|cores| cores.len() == total && cores.len() > 1);
+        Self { cores, ..Self::new(total) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
