@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use episode_run::align::{align_face, ARCFACE_TEMPLATE};
+use episode_run::align::{align_face, square_crop, ARCFACE_TEMPLATE, CROP};
 use episode_run::detect::letterbox::{fill_input, Letterbox, Normalize};
 use episode_run::detect::nms::nms;
 use episode_run::detect::yunet::{decode_level, Level};
@@ -64,6 +64,10 @@ fn align_one_face(c: &mut Criterion) {
     let image = frame(1280, 720);
     let lm = ARCFACE_TEMPLATE.map(|p| [p[0] * 1.5 + 600.0, p[1] * 1.5 + 300.0]);
     c.bench_function("align_face_720p", |b| b.iter(|| black_box(align_face(&image, black_box(&lm)).unwrap())));
+    // A face's context square (twice a 168-pixel box): the window each face keeps, and the view
+    // made from it for the faces that become their track's best.
+    c.bench_function("context_window_720p", |b| b.iter(|| black_box(square_crop(&image, black_box([684.0, 384.0]), 336.0, CROP))));
+    c.bench_function("context_crop_720p", |b| b.iter(|| black_box(square_crop(&image, black_box([684.0, 384.0]), 336.0, CROP).image())));
 }
 
 fn preprocess(c: &mut Criterion) {

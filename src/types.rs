@@ -16,27 +16,6 @@ impl RgbImage {
     pub fn new(width: usize, height: usize, data: Vec<u8>) -> Option<Self> {
         (data.len() == width * height * 3).then_some(Self { width, height, data })
     }
-
-    /// Bilinear sample of channel `c` at real coordinates; pixels outside the image read as 0,
-    /// like OpenCV's constant border, which InsightFace's `norm_crop` relies on.
-    #[inline]
-    pub fn sample_bilinear(&self, x: f32, y: f32, out: &mut [f32; 3]) {
-        let (x0, y0) = (floor32(x) as isize, floor32(y) as isize);
-        let fx = x - x0 as f32;
-        let fy = y - y0 as f32;
-        *out = [0.0; 3];
-        // `floor32` saturates at 2³¹, so the neighbours' `+ 1` cannot overflow.
-        let weights = [(x0, y0, (1.0 - fx) * (1.0 - fy)), (x0 + 1, y0, fx * (1.0 - fy)), (x0, y0 + 1, (1.0 - fx) * fy), (x0 + 1, y0 + 1, fx * fy)];
-        for (px, py, w) in weights {
-            if w == 0.0 || px < 0 || py < 0 || px >= self.width as isize || py >= self.height as isize {
-                continue;
-            }
-            let i = (py as usize * self.width + px as usize) * 3;
-            out[0] += w * f32::from(self.data[i]);
-            out[1] += w * f32::from(self.data[i + 1]);
-            out[2] += w * f32::from(self.data[i + 2]);
-        }
-    }
 }
 
 /// `floor` without a libm call (this runs for every pixel of every crop), in 32 bits so that a

@@ -79,25 +79,131 @@ pub fn align_face(image: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Result<RgbImag
 }
 
 /// A `size × size` view of the square of side `side` centred on `center`: the face in context,
-/// for people looking at a track's best face.
-pub fn square_crop(image: &RgbImage, center: [f32; 2], side: f32, size: usize) -> RgbImage {
+/// for people looking at a track's best face. Only that face's view is wanted, and which face
+/// that is becomes known only after tracking, so the view is made later, by
+/// [`SquareCrop::image`]; until then it keeps the pixels it reads.
+pub fn square_crop(image: &RgbImage, center: [f32; 2], side: f32, size: usize) -> SquareCrop {
     let scale = side.max(1.0) / size as f32;
     let inv = Similarity { a: scale, b: 0.0, tx: center[0] - side / 2.0, ty: center[1] - side / 2.0 };
-    warp(image, &inv, size)
+    SquareCrop::new(image, inv, size)
+}
+
+/// A square view to be made: the window of the frame it reads, or, where that window would be
+/// large (a close-up's context square shrinks many pixels into each of the view's), the view
+/// itself. [`image`](Self::image) gives what [`warp`] of the whole frame gives, bit for bit.
+#[derive(Debug)]
+pub struct SquareCrop(Pending);
+
+#[derive(Debug)]
+enum Pending {
+    Made(RgbImage),
+    Window { pixels: RgbImage, origin: [isize; 2], frame: [isize; 2], inv: Similarity, size: usize },
+}
+
+impl SquareCrop {
+    /// A window of more pixels than this many views is not kept: the view is made at once.
+    const MAX_WINDOW: usize = 16;
+
+    /// `inv` does not rotate (`b` is 0), so a source column depends only on the output column
+    /// and a source row only on the output row: the first output row and column give the whole
+    /// part of every source point, as [`warp`] computes it. The window spans those and their
+    /// next neighbours, within the frame: every frame pixel the warp reads.
+    fn new(image: &RgbImage, inv: Similarity, size: usize) -> Self {
+        // The first index and the length of the frame pixels, along one axis of `len`, that
+        // source points at `points` read.
+        fn span(points: impl Iterator<Item = f32>, len: usize) -> (usize, usize) {
+            let (lo, hi) = points.map(|v| i64::from(floor32(v))).fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            let (lo, hi) = (lo.max(0), hi.saturating_add(1).min(len as i64 - 1));
+            if lo <= hi {
+                (lo as usize, (hi - lo + 1) as usize)
+            } else {
+                (0, 0)
+            }
+        }
+        let (x, w) = span((0..size).map(|x| inv.apply([x as f32, 0.0])[0]), image.width);
+        let (y, h) = span((0..size).map(|y| inv.apply([0.0, y as f32])[1]), image.height);
+        if w * h > Self::MAX_WINDOW * size * size {
+            return Self(Pending::Made(warp(image, &inv, size)));
+        }
+        let row = image.width * 3;
+        let mut data = Vec::with_capacity(w * h * 3);
+        for r in y..y + h {
+            data.extend_from_slice(&image.data[r * row + x * 3..][..w * 3]);
+        }
+        let pixels = RgbImage { width: w, height: h, data };
+        Self(Pending::Window { pixels, origin: [x as isize, y as isize], frame: [image.width as isize, image.height as isize], inv, size })
+    }
+
+    /// The view.
+    pub fn image(self) -> RgbImage {
+        match self.0 {
+            Pending::Made(image) => image,
+            Pending::Window { pixels, origin, frame, inv, size } => {
+                warp_region(&Region { data: &pixels.data, row: pixels.width * 3, origin, frame }, &inv, size)
+            }
+        }
+    }
+}
+
+/// The pixels a warp reads: a whole frame, or a window of one holding every frame pixel the
+/// warp reads, its first pixel at `origin` in the frame.
+struct Region<'a> {
+    data: &'a [u8],
+    /// Bytes from one row of `data` to the next.
+    row: usize,
+    origin: [isize; 2],
+    /// The frame's width and height: outside it, pixels read as black.
+    frame: [isize; 2],
+}
+
+impl<'a> Region<'a> {
+    fn whole(image: &'a RgbImage) -> Self {
+        Region { data: &image.data, row: image.width * 3, origin: [0, 0], frame: [image.width as isize, image.height as isize] }
+    }
+
+    /// Where frame pixel `(x, y)` starts in `data`.
+    #[inline]
+    fn at(&self, x: isize, y: isize) -> usize {
+        (y - self.origin[1]) as usize * self.row + (x - self.origin[0]) as usize * 3
+    }
+
+    /// Bilinear sample at real coordinates; pixels outside the frame read as 0, like OpenCV's
+    /// constant border, which InsightFace's `norm_crop` relies on.
+    fn sample(&self, x: f32, y: f32, out: &mut [f32; 3]) {
+        let (x0, y0) = (floor32(x) as isize, floor32(y) as isize);
+        let fx = x - x0 as f32;
+        let fy = y - y0 as f32;
+        *out = [0.0; 3];
+        // `floor32` saturates at 2³¹, so the neighbours' `+ 1` cannot overflow.
+        let weights = [(x0, y0, (1.0 - fx) * (1.0 - fy)), (x0 + 1, y0, fx * (1.0 - fy)), (x0, y0 + 1, (1.0 - fx) * fy), (x0 + 1, y0 + 1, fx * fy)];
+        for (px, py, w) in weights {
+            if w == 0.0 || px < 0 || py < 0 || px >= self.frame[0] || py >= self.frame[1] {
+                continue;
+            }
+            let i = self.at(px, py);
+            out[0] += w * f32::from(self.data[i]);
+            out[1] += w * f32::from(self.data[i + 1]);
+            out[2] += w * f32::from(self.data[i + 2]);
+        }
+    }
 }
 
 /// Fills a `size × size` image by sampling `image` at `inv(x, y)` for every output pixel, with
 /// bilinear interpolation and black outside (as `cv2.warpAffine` with a constant border).
 ///
 /// Where all four neighbours are inside the image (nearly every pixel of a face) the sample is
-/// summed here without the per-tap border checks of [`RgbImage::sample_bilinear`], in the same
+/// summed here without the per-tap border checks of [`Region::sample`], in the same
 /// order and with the same weights, so the result is the same bit for bit: a tap of weight 0,
 /// which the general sample skips, adds +0 here. This runs for every pixel of two crops of
 /// every face.
 pub fn warp(image: &RgbImage, inv: &Similarity, size: usize) -> RgbImage {
+    warp_region(&Region::whole(image), inv, size)
+}
+
+fn warp_region(image: &Region, inv: &Similarity, size: usize) -> RgbImage {
     let mut data = vec![0u8; size * size * 3];
-    let (w, h) = (image.width as isize, image.height as isize);
-    let row = image.width * 3;
+    let [w, h] = image.frame;
+    let row = image.row;
     let cols: Vec<f32> = (0..size).map(|x| x as f32).collect();
     // Per row: each pixel's source point as `Similarity::apply` computes it, its whole parts and
     // its four weights (loops the compiler runs on several pixels at once).
@@ -124,13 +230,13 @@ pub fn warp(image: &RgbImage, inv: &Similarity, size: usize) -> RgbImage {
             // `floor32` saturates far outside the image; such a point takes the general path.
             let (x0, y0) = (x0 as isize, y0 as isize);
             if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
-                let i = y0 as usize * row + x0 as usize * 3;
+                let i = image.at(x0, y0);
                 let (top, bottom) = (&image.data[i..i + 6], &image.data[i + row..i + row + 6]);
                 for c in 0..3 {
                     px[c] = wt[0] * f32::from(top[c]) + wt[1] * f32::from(top[c + 3]) + wt[2] * f32::from(bottom[c]) + wt[3] * f32::from(bottom[c + 3]);
                 }
             } else {
-                image.sample_bilinear(sx, sy, &mut px);
+                image.sample(sx, sy, &mut px);
             }
             for c in 0..3 {
                 // Round half away from zero, as `round` does for these non-negative values.
@@ -176,7 +282,7 @@ mod tests {
         let mut data = vec![0u8; 100 * 100 * 3];
         let i = (50 * 100 + 60) * 3;
         data[i..i + 3].copy_from_slice(&[200, 200, 200]);
-        let crop = square_crop(&RgbImage::new(100, 100, data).unwrap(), [60.0, 50.0], 20.0, 20);
+        let crop = square_crop(&RgbImage::new(100, 100, data).unwrap(), [60.0, 50.0], 20.0, 20).image();
         assert_eq!(crop.data[(10 * 20 + 10) * 3], 200);
         assert_eq!(crop.data[0], 0);
     }
@@ -215,7 +321,7 @@ mod tests {
         for y in 0..size {
             for x in 0..size {
                 let [sx, sy] = inv.apply([x as f32, y as f32]);
-                image.sample_bilinear(sx, sy, &mut px);
+                Region::whole(image).sample(sx, sy, &mut px);
                 data.extend(px.map(|v| (v.clamp(0.0, 255.0) + 0.5) as u8));
             }
         }
@@ -251,5 +357,41 @@ mod tests {
         for inv in &maps {
             assert_eq!(warp(&image, inv, 40).data, warp_by_taps(&image, inv, 40), "{inv:?}");
         }
+    }
+
+    #[test]
+    fn a_square_crop_from_its_window_is_the_warp_of_the_frame() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (w, h) = (160, 90);
+        let image = RgbImage::new(w, h, (0..w * h * 3).map(|_| next() as u8).collect()).unwrap();
+        let unit = |n: u64| (n % 10_000) as f32 / 10_000.0;
+        // Squares inside the frame, across its edges, beyond it, smaller than the view, wide
+        // enough to be made at once, and not finite.
+        let mut squares: Vec<([f32; 2], f32)> =
+            (0..400).map(|_| ([220.0 * unit(next()) - 30.0, 130.0 * unit(next()) - 20.0], 0.5 + 150.0 * unit(next()))).collect();
+        squares.extend([
+            ([80.0, 45.0], 20.0),
+            ([0.0, 0.0], 7.0),
+            ([159.5, 89.5], 3.0),
+            ([-500.0, 40.0], 60.0),
+            ([80.0, 45.0], 1e6),
+            ([f32::NAN, 10.0], 30.0),
+            ([10.0, 10.0], f32::INFINITY),
+        ]);
+        let mut windows = 0;
+        for (center, side) in squares {
+            let scale = side.max(1.0) / 24.0;
+            let inv = Similarity { a: scale, b: 0.0, tx: center[0] - side / 2.0, ty: center[1] - side / 2.0 };
+            let crop = square_crop(&image, center, side, 24);
+            windows += usize::from(matches!(crop.0, Pending::Window { .. }));
+            assert_eq!(crop.image().data, warp(&image, &inv, 24).data, "{center:?} {side}");
+        }
+        assert!(windows > 250 && windows < 400, "most squares keep a window, some are made at once ({windows})");
     }
 }

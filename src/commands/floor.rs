@@ -77,9 +77,10 @@ pub fn floor(cfg: &FloorConfig) -> Result<Floor, Error> {
     let mut decoder = VideoDecoder::open(&input, threads, settings.sampling.stride)?.with_scaled(Box::new(move |w, h| plan.scaled_size(w, h)));
     let (mut frames, mut detect_time, mut warm) = (0u64, Duration::ZERO, false);
     let mut crops: Vec<(u64, RgbImage)> = Vec::new();
+    let tensors = detect::TensorPool::default();
     while let Some(frame) = decoder.next_frame()? {
         let Some(image) = frame.image else { continue };
-        let prepared = plan.prepare_frame(&image, frame.scaled.as_ref());
+        let prepared = plan.prepare_frame(&image, frame.scaled.as_ref(), &tensors);
         if !warm {
             detector.detect_prepared(&prepared)?;
             warm = true;

@@ -59,6 +59,8 @@ pub struct DecodeSide {
     waiting: VecDeque<Waiting>,
     ready: VecDeque<SampledFrame>,
     stream_ended: bool,
+    /// Detector input tensors, given back by the workers once detected.
+    tensors: detect::TensorPool,
 }
 
 impl DecodeSide {
@@ -78,6 +80,7 @@ impl DecodeSide {
             waiting: VecDeque::new(),
             ready: VecDeque::new(),
             stream_ended: false,
+            tensors: detect::TensorPool::default(),
         }
     }
 
@@ -199,7 +202,7 @@ fn decode_next(
             shared.sampled.fetch_add(1, Ordering::Relaxed);
             let t1 = Instant::now();
             let input = match (plan, &frame.image) {
-                (Some(p), Some(full)) => Some(p.prepare_frame(full, frame.scaled.as_ref())),
+                (Some(p), Some(full)) => Some(p.prepare_frame(full, frame.scaled.as_ref(), &side.tensors)),
                 _ => None,
             };
             side.decode_ms += ms(t1.elapsed());

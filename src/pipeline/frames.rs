@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 
 use serde::{Deserialize, Serialize};
 
+use crate::align::SquareCrop;
 use crate::detect;
 use crate::output::ShotRecord;
 use crate::track::cuts::CutState;
@@ -67,7 +68,8 @@ pub struct FaceOut {
     pub skip: Option<SkipReason>,
     pub embedding: Option<Vec<f32>>,
     pub aligned: Option<RgbImage>,
-    pub context: RgbImage,
+    /// Made only if the face becomes its track's best.
+    pub context: SquareCrop,
 }
 
 /// A sampled frame's faces, in detector order.

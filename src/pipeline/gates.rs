@@ -2,11 +2,11 @@
 
 use super::frames::FaceOut;
 use crate::align::quality::{landmarks_outside, laplacian_variance, yaw_degrees};
-use crate::align::{align_face, square_crop, CROP};
+use crate::align::{align_face, square_crop, SquareCrop, CROP};
 use crate::types::{Detection, FaceQuality, RgbImage, SkipReason};
 
 /// Measures one detection, applies the quality gates in order (size, score, frame, pose,
-/// alignment, sharpness), and keeps its aligned crop and context image.
+/// alignment, sharpness), and keeps its aligned crop and what its context image needs.
 pub fn assess(image: &RgbImage, det: Detection, gates: &crate::config::Quality) -> FaceOut {
     let aligned = align_face(image, &det.landmarks).ok();
     let quality = FaceQuality { blur: aligned.as_ref().map(laplacian_variance), face_px: f64::from(det.min_side()), yaw: yaw_degrees(&det.landmarks) };
@@ -29,8 +29,9 @@ pub fn assess(image: &RgbImage, det: Detection, gates: &crate::config::Quality) 
     FaceOut { det, quality, skip, embedding: None, aligned, context }
 }
 
-/// The context image of a face: a square twice the box's longer side around its centre.
-pub fn context_crop(image: &crate::types::RgbImage, bbox: &[f32; 4]) -> crate::types::RgbImage {
+/// The context image of a face, to be made if it is wanted: a square twice the box's longer side
+/// around its centre.
+pub fn context_crop(image: &RgbImage, bbox: &[f32; 4]) -> SquareCrop {
     let center = [(bbox[0] + bbox[2]) / 2.0, (bbox[1] + bbox[3]) / 2.0];
     let side = 2.0 * (bbox[2] - bbox[0]).max(bbox[3] - bbox[1]);
     square_crop(image, center, side, CROP)
@@ -61,7 +62,8 @@ mod tests {
         let out = assess(&frame(), face(), &gates());
         assert_eq!(out.skip, None, "{:?}", out.quality);
         assert!(out.aligned.is_some());
-        assert_eq!((out.context.width, out.context.height), (112, 112));
+        let context = out.context.image();
+        assert_eq!((context.width, context.height), (112, 112));
     }
 
     #[test]

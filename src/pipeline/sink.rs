@@ -201,7 +201,7 @@ impl<'a> Sink<'a> {
                 usable: SkipReason::usable(skip),
                 rank: quality.rank(det.score),
             };
-            summary.add(&in_track, || (aligned, context));
+            summary.add(&in_track, || (aligned, context.image()));
             self.writer.push_face(&FaceRecord {
                 face_id,
                 frame_idx: frame.idx,
