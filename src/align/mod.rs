@@ -328,18 +328,30 @@ mod tests {
         data
     }
 
-    #[test]
-    fn the_fast_path_samples_bit_for_bit_like_the_general_one() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
+    /// A repeatable stream of pseudo-random numbers (xorshift64).
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
-        let (w, h) = (97, 61);
-        let image = RgbImage::new(w, h, (0..w * h * 3).map(|_| next() as u8).collect()).unwrap();
-        let unit = |n: u64| (n % 10_000) as f32 / 10_000.0;
+        }
+    }
+
+    /// A `w × h` image of values from `next`.
+    fn noise(w: usize, h: usize, next: &mut impl FnMut() -> u64) -> RgbImage {
+        RgbImage::new(w, h, (0..w * h * 3).map(|_| next() as u8).collect()).unwrap()
+    }
+
+    /// A value in `0..1` from a random number.
+    fn unit(n: u64) -> f32 {
+        (n % 10_000) as f32 / 10_000.0
+    }
+
+    #[test]
+    fn the_fast_path_samples_bit_for_bit_like_the_general_one() {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
+        let image = noise(97, 61, &mut next);
         // Rotated, scaled and shifted maps, many reaching past an edge; whole-pixel ones (taps of
         // weight 0); and a map that is not finite.
         let mut maps: Vec<Similarity> = (0..300)
@@ -361,16 +373,8 @@ mod tests {
 
     #[test]
     fn a_square_crop_from_its_window_is_the_warp_of_the_frame() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let (w, h) = (160, 90);
-        let image = RgbImage::new(w, h, (0..w * h * 3).map(|_| next() as u8).collect()).unwrap();
-        let unit = |n: u64| (n % 10_000) as f32 / 10_000.0;
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
+        let image = noise(160, 90, &mut next);
         // Squares inside the frame, across its edges, beyond it, smaller than the view, wide
         // enough to be made at once, and not finite.
         let mut squares: Vec<([f32; 2], f32)> =
