@@ -194,12 +194,13 @@ impl<'a> Region<'a> {
 /// Where all four neighbours are inside the image (nearly every pixel of a face) the sample is
 /// summed here without the per-tap border checks of [`Region::sample`], in the same
 /// order and with the same weights, so the result is the same bit for bit: a tap of weight 0,
-/// which the general sample skips, adds +0 here. This runs for every pixel of two crops of
-/// every face.
+/// which the general sample skips, adds +0 here. This runs for every pixel of every face's
+/// aligned crop, and of the context view of each face that becomes its track's best.
 pub fn warp(image: &RgbImage, inv: &Similarity, size: usize) -> RgbImage {
     warp_region(&Region::whole(image), inv, size)
 }
 
+/// [`warp`] reading from a region: a whole frame, or a window that holds every pixel it reads.
 fn warp_region(image: &Region, inv: &Similarity, size: usize) -> RgbImage {
     let mut data = vec![0u8; size * size * 3];
     let [w, h] = image.frame;
