@@ -83,9 +83,13 @@ pub fn align_face(image: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Result<RgbImag
 /// that is becomes known only after tracking, so the view is made later, by
 /// [`SquareCrop::image`]; until then it keeps the pixels it reads.
 pub fn square_crop(image: &RgbImage, center: [f32; 2], side: f32, size: usize) -> SquareCrop {
+    SquareCrop::new(image, square_map(center, side, size), size)
+}
+
+/// The map from a `size × size` view to the square of side `side` centred on `center`.
+fn square_map(center: [f32; 2], side: f32, size: usize) -> Similarity {
     let scale = side.max(1.0) / size as f32;
-    let inv = Similarity { a: scale, b: 0.0, tx: center[0] - side / 2.0, ty: center[1] - side / 2.0 };
-    SquareCrop::new(image, inv, size)
+    Similarity { a: scale, b: 0.0, tx: center[0] - side / 2.0, ty: center[1] - side / 2.0 }
 }
 
 /// A square view to be made: the window of the frame it reads, or, where that window would be
@@ -319,10 +323,11 @@ mod tests {
     fn warp_by_taps(image: &RgbImage, inv: &Similarity, size: usize) -> Vec<u8> {
         let mut px = [0.0f32; 3];
         let mut data = Vec::with_capacity(size * size * 3);
+        let region = Region::whole(image);
         for y in 0..size {
             for x in 0..size {
                 let [sx, sy] = inv.apply([x as f32, y as f32]);
-                Region::whole(image).sample(sx, sy, &mut px);
+                region.sample(sx, sy, &mut px);
                 data.extend(px.map(|v| (v.clamp(0.0, 255.0) + 0.5) as u8));
             }
         }
@@ -391,11 +396,9 @@ mod tests {
         ]);
         let mut windows = 0;
         for (center, side) in squares {
-            let scale = side.max(1.0) / 24.0;
-            let inv = Similarity { a: scale, b: 0.0, tx: center[0] - side / 2.0, ty: center[1] - side / 2.0 };
             let crop = square_crop(&image, center, side, 24);
             windows += usize::from(matches!(crop.0, Pending::Window { .. }));
-            assert_eq!(crop.image().data, warp(&image, &inv, 24).data, "{center:?} {side}");
+            assert_eq!(crop.image().data, warp(&image, &square_map(center, side, 24), 24).data, "{center:?} {side}");
         }
         assert!(windows > 250 && windows < 400, "most squares keep a window, some are made at once ({windows})");
     }

@@ -57,15 +57,19 @@ impl InputPlan {
 
     /// Letterboxes `image` into a 1×3×H×W tensor, normalised as the model wants.
     pub fn prepare(&self, image: &RgbImage) -> DetectorInput {
-        self.prepare_in(image, None)
+        let lb = Letterbox::plan(image.width, image.height, self.fixed, self.input_size);
+        self.filled(image, lb.scale, lb, None)
     }
 
-    /// [`prepare`](Self::prepare) into a tensor from `pool`, if given, which the input gives back
-    /// when dropped.
-    fn prepare_in(&self, image: &RgbImage, pool: Option<&TensorPool>) -> DetectorInput {
-        let lb = Letterbox::plan(image.width, image.height, self.fixed, self.input_size);
-        let mut tensor = TensorPool::take(pool, 3 * lb.height * lb.width);
-        fill_input(image, &lb, &self.norm, &mut tensor);
+    /// The input of geometry `lb` with `image` written into it at `scale`, in a tensor from
+    /// `pool` if given, which the input gives back when dropped.
+    fn filled(&self, image: &RgbImage, scale: f32, lb: Letterbox, pool: Option<&TensorPool>) -> DetectorInput {
+        let mut tensor = pool.map_or_else(Vec::new, TensorPool::take);
+        if tensor.len() != 3 * lb.height * lb.width {
+            tensor.clear();
+            tensor.resize(3 * lb.height * lb.width, 0.0);
+        }
+        fill_input(image, &Letterbox { scale, ..lb }, &self.norm, &mut tensor);
         DetectorInput { tensor, lb, pool: pool.cloned() }
     }
 
@@ -90,14 +94,14 @@ impl InputPlan {
     /// to [`scaled_size`](Self::scaled_size), where it asked for one (only padding and
     /// normalisation left), else from the frame.
     pub fn prepare_frame(&self, frame: &RgbImage, scaled: Option<&RgbImage>, pool: &TensorPool) -> DetectorInput {
-        let Some(scaled) = scaled else { return self.prepare_in(frame, Some(pool)) };
-        let mut lb = Letterbox::plan(frame.width, frame.height, self.fixed, self.input_size);
-        let mut tensor = TensorPool::take(Some(pool), 3 * lb.height * lb.width);
-        let scale = lb.scale;
-        lb.scale = 1.0;
-        fill_input(scaled, &lb, &self.norm, &mut tensor);
-        lb.scale = scale;
-        DetectorInput { tensor, lb, pool: Some(pool.clone()) }
+        let lb = Letterbox::plan(frame.width, frame.height, self.fixed, self.input_size);
+        // The scaled copy is already at the model's scale; the input keeps the frame's, to map
+        // boxes back.
+        let (image, scale) = match scaled {
+            Some(copy) => (copy, 1.0),
+            None => (frame, lb.scale),
+        };
+        self.filled(image, scale, lb, Some(pool))
     }
 }
 
@@ -111,15 +115,17 @@ impl TensorPool {
     /// Tensors kept: the frames between the decoder and the detectors, and a few more.
     const KEEP: usize = 8;
 
-    /// A tensor of `len` values from `pool` if it has one (its old values left to be written
-    /// over), else a new one.
-    fn take(pool: Option<&TensorPool>, len: usize) -> Vec<f32> {
-        let mut tensor = pool.and_then(|p| p.0.lock().unwrap_or_else(PoisonError::into_inner).pop()).unwrap_or_default();
-        if tensor.len() != len {
-            tensor.clear();
-            tensor.resize(len, 0.0);
+    /// A tensor given back, if there is one (its old values are left to be written over).
+    fn take(&self) -> Vec<f32> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default()
+    }
+
+    /// Keeps `tensor` for a later frame, unless enough are kept already.
+    fn give(&self, tensor: Vec<f32>) {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() < Self::KEEP {
+            kept.push(tensor);
         }
-        tensor
     }
 }
 
@@ -135,10 +141,7 @@ pub struct DetectorInput {
 impl Drop for DetectorInput {
     fn drop(&mut self) {
         if let Some(pool) = &self.pool {
-            let mut kept = pool.0.lock().unwrap_or_else(PoisonError::into_inner);
-            if kept.len() < TensorPool::KEEP {
-                kept.push(std::mem::take(&mut self.tensor));
-            }
+            pool.give(std::mem::take(&mut self.tensor));
         }
     }
 }

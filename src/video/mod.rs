@@ -507,7 +507,8 @@ fn convert(
     RgbImage::new(w, h, data).ok_or_else(|| "RGB buffer has the wrong size".to_string())
 }
 
-/// Bytes past the last row that FFmpeg's vector code may write (it works in blocks of pixels).
+/// Room past the last row, in case FFmpeg's vector code writes a whole block of pixels past a
+/// row's end.
 const SCALE_SLACK: usize = 256;
 
 /// Runs `scaler` (made for `frame`'s format and size, to RGB24 of `w × h`) with a new buffer as
@@ -538,7 +539,7 @@ fn scale_into_vec(frame: &ffmpeg::frame::Video, scaler: &mut scaling::Context, w
     }
     // SAFETY: every one of the `len` bytes was written above (`h` whole rows of packed RGB).
     unsafe { data.set_len(len) };
-    RgbImage::new(w, h, data).ok_or_else(|| "RGB buffer has the wrong size".to_string())
+    Ok(RgbImage { width: w, height: h, data })
 }
 
 /// Turns `src`'s planes as `turn` says into `out` (reallocated when its shape is wrong), for the
