@@ -18,9 +18,9 @@ impl RgbImage {
     }
 }
 
-/// `floor` without a libm call (this runs for every pixel of every crop), in 32 bits so that a
-/// row of them vectorises: exact within 2³¹ of the origin and saturating beyond, far outside any
-/// image. A NaN gives 0 (and a NaN weight: a black pixel).
+/// `floor` without a libm call (for a warp's points off its fast path, and a window's span):
+/// exact within 2³¹ of the origin and saturating beyond, far outside any image. A NaN gives 0
+/// (and a NaN weight: a black pixel).
 #[inline]
 pub fn floor32(v: f32) -> i32 {
     let i = v as i32;

@@ -208,48 +208,69 @@ pub fn warp(image: &RgbImage, inv: &Similarity, size: usize) -> RgbImage {
 fn warp_region(image: &Region, inv: &Similarity, size: usize) -> RgbImage {
     let mut data = vec![0u8; size * size * 3];
     let [w, h] = image.frame;
+    // `floor(v) ≥ 0` and `floor(v) + 1 < n` hold together exactly when `0 ≤ v < n − 1`: the fast
+    // path's test, made on the source point itself. There the floor is the truncation.
+    let end = |n: isize| n.clamp(0, TRUNC_MAX as isize) as f32 - 1.0;
+    let (x_end, y_end) = (end(w), end(h));
     let row = image.row;
     let cols: Vec<f32> = (0..size).map(|x| x as f32).collect();
-    // Per row: each pixel's source point as `Similarity::apply` computes it, its whole parts and
-    // its four weights (loops the compiler runs on several pixels at once).
+    // Per row: each pixel's source point as `Similarity::apply` computes it, its whole parts
+    // (−1 off the fast path) and its four weights; then the samples; then the bytes (loops the
+    // compiler runs on several pixels at once, all but the samples).
     let (mut sx, mut sy) = (vec![0.0f32; size], vec![0.0f32; size]);
     let (mut x0, mut y0) = (vec![0i32; size], vec![0i32; size]);
     let mut weights = vec![[0.0f32; 4]; size];
-    let mut px = [0.0f32; 3];
+    let mut samples = vec![0.0f32; size * 3];
     for (y, out_row) in data.chunks_exact_mut(size * 3).enumerate() {
         let yf = y as f32;
         for ((sx, sy), &xf) in sx.iter_mut().zip(sy.iter_mut()).zip(&cols) {
             [*sx, *sy] = inv.apply([xf, yf]);
         }
         for (i, &v) in x0.iter_mut().zip(&sx) {
-            *i = floor32(v);
+            *i = if v >= 0.0 && v < x_end { trunc_within(v, 0.0, x_end) } else { -1 };
         }
         for (i, &v) in y0.iter_mut().zip(&sy) {
-            *i = floor32(v);
+            *i = if v >= 0.0 && v < y_end { trunc_within(v, 0.0, y_end) } else { -1 };
         }
         for ((((wt, &sx), &sy), &x0), &y0) in weights.iter_mut().zip(&sx).zip(&sy).zip(&x0).zip(&y0) {
             let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
             *wt = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
         }
-        for (((out, (&sx, &sy)), (&x0, &y0)), wt) in out_row.chunks_exact_mut(3).zip(sx.iter().zip(&sy)).zip(x0.iter().zip(&y0)).zip(&weights) {
-            // `floor32` saturates far outside the image; such a point takes the general path.
-            let (x0, y0) = (x0 as isize, y0 as isize);
-            if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
-                let i = image.at(x0, y0);
+        for (((px, (&sx, &sy)), (&x0, &y0)), wt) in samples.chunks_exact_mut(3).zip(sx.iter().zip(&sy)).zip(x0.iter().zip(&y0)).zip(&weights) {
+            if x0 >= 0 && y0 >= 0 {
+                let i = image.at(x0 as isize, y0 as isize);
                 let (top, bottom) = (&image.data[i..i + 6], &image.data[i + row..i + row + 6]);
                 for c in 0..3 {
                     px[c] = wt[0] * f32::from(top[c]) + wt[1] * f32::from(top[c + 3]) + wt[2] * f32::from(bottom[c]) + wt[3] * f32::from(bottom[c + 3]);
                 }
             } else {
-                image.sample(sx, sy, &mut px);
+                let mut p = [0.0f32; 3];
+                image.sample(sx, sy, &mut p);
+                px.copy_from_slice(&p);
             }
-            for c in 0..3 {
-                // Round half away from zero, as `round` does for these non-negative values.
-                out[c] = (px[c].clamp(0.0, 255.0) + 0.5) as u8;
-            }
+        }
+        for (out, &v) in out_row.iter_mut().zip(&samples) {
+            // Round half away from zero, as `round` does for these non-negative values. (A NaN,
+            // which `clamp` would keep and the cast turn into 0, is 0 here too.)
+            *out = trunc_within(v + 0.5, 0.0, 255.0) as u8;
         }
     }
     RgbImage { width: size, height: size, data }
+}
+
+/// The largest bound [`trunc_within`] takes: every integer up to it is an `f32`.
+const TRUNC_MAX: i32 = 1 << 24;
+
+/// `v` clamped to `lo..=hi` (a NaN to `lo`) and truncated toward zero: the conversion the
+/// processor does on several values at once, which Rust's `as` (saturating, NaN to 0) is not.
+/// The bounds must lie within ±[`TRUNC_MAX`].
+#[inline]
+fn trunc_within(v: f32, lo: f32, hi: f32) -> i32 {
+    let bound = TRUNC_MAX as f32;
+    let c = v.max(lo.max(-bound)).min(hi.min(bound));
+    // SAFETY: `f32::max` and `f32::min` return the other operand where one is NaN, so both
+    // bounds are numbers within ±2²⁴ and so is `c`: its conversion to `i32` is defined.
+    unsafe { c.to_int_unchecked::<i32>() }
 }
 
 #[cfg(test)]
@@ -375,6 +396,17 @@ mod tests {
         for inv in &maps {
             assert_eq!(warp(&image, inv, 40).data, warp_by_taps(&image, inv, 40), "{inv:?}");
         }
+    }
+
+    #[test]
+    fn trunc_within_clamps_then_truncates_and_takes_a_nan_to_the_low_bound() {
+        assert_eq!(trunc_within(3.99, 0.0, 255.0), 3);
+        assert_eq!(trunc_within(-1.5, -2.0, 5.0), -1, "toward zero");
+        assert_eq!(trunc_within(300.0, 0.0, 255.0), 255);
+        assert_eq!(trunc_within(-7.0, 0.0, 255.0), 0);
+        assert_eq!(trunc_within(f32::NAN, 0.0, 255.0), 0);
+        assert_eq!(trunc_within(f32::INFINITY, -1.0, 1e30), TRUNC_MAX, "bounds beyond 2²⁴ are held to it");
+        assert_eq!(trunc_within(f32::NEG_INFINITY, f32::NAN, 0.0), -TRUNC_MAX, "a NaN bound is the widest");
     }
 
     #[test]
