@@ -212,6 +212,7 @@ fn warp_region(image: &Region, inv: &Similarity, size: usize) -> RgbImage {
     // path's test, made on the source point itself. There the floor is the truncation.
     let end = |n: isize| n.clamp(0, TRUNC_MAX as isize) as f32 - 1.0;
     let (x_end, y_end) = (end(w), end(h));
+    let whole = |v: f32, end: f32| if v >= 0.0 && v < end { trunc_within(v, 0.0, end) } else { -1 };
     let row = image.row;
     let cols: Vec<f32> = (0..size).map(|x| x as f32).collect();
     // Per row: each pixel's source point as `Similarity::apply` computes it, its whole parts
@@ -220,23 +221,23 @@ fn warp_region(image: &Region, inv: &Similarity, size: usize) -> RgbImage {
     let (mut sx, mut sy) = (vec![0.0f32; size], vec![0.0f32; size]);
     let (mut x0, mut y0) = (vec![0i32; size], vec![0i32; size]);
     let mut weights = vec![[0.0f32; 4]; size];
-    let mut samples = vec![0.0f32; size * 3];
+    let mut samples = vec![[0.0f32; 3]; size];
     for (y, out_row) in data.chunks_exact_mut(size * 3).enumerate() {
         let yf = y as f32;
         for ((sx, sy), &xf) in sx.iter_mut().zip(sy.iter_mut()).zip(&cols) {
             [*sx, *sy] = inv.apply([xf, yf]);
         }
         for (i, &v) in x0.iter_mut().zip(&sx) {
-            *i = if v >= 0.0 && v < x_end { trunc_within(v, 0.0, x_end) } else { -1 };
+            *i = whole(v, x_end);
         }
         for (i, &v) in y0.iter_mut().zip(&sy) {
-            *i = if v >= 0.0 && v < y_end { trunc_within(v, 0.0, y_end) } else { -1 };
+            *i = whole(v, y_end);
         }
         for ((((wt, &sx), &sy), &x0), &y0) in weights.iter_mut().zip(&sx).zip(&sy).zip(&x0).zip(&y0) {
             let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
             *wt = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
         }
-        for (((px, (&sx, &sy)), (&x0, &y0)), wt) in samples.chunks_exact_mut(3).zip(sx.iter().zip(&sy)).zip(x0.iter().zip(&y0)).zip(&weights) {
+        for (((px, (&sx, &sy)), (&x0, &y0)), wt) in samples.iter_mut().zip(sx.iter().zip(&sy)).zip(x0.iter().zip(&y0)).zip(&weights) {
             if x0 >= 0 && y0 >= 0 {
                 let i = image.at(x0 as isize, y0 as isize);
                 let (top, bottom) = (&image.data[i..i + 6], &image.data[i + row..i + row + 6]);
@@ -244,12 +245,10 @@ fn warp_region(image: &Region, inv: &Similarity, size: usize) -> RgbImage {
                     px[c] = wt[0] * f32::from(top[c]) + wt[1] * f32::from(top[c + 3]) + wt[2] * f32::from(bottom[c]) + wt[3] * f32::from(bottom[c + 3]);
                 }
             } else {
-                let mut p = [0.0f32; 3];
-                image.sample(sx, sy, &mut p);
-                px.copy_from_slice(&p);
+                image.sample(sx, sy, px);
             }
         }
-        for (out, &v) in out_row.iter_mut().zip(&samples) {
+        for (out, &v) in out_row.iter_mut().zip(samples.as_flattened()) {
             // Round half away from zero, as `round` does for these non-negative values. (A NaN,
             // which `clamp` would keep and the cast turn into 0, is 0 here too.)
             *out = trunc_within(v + 0.5, 0.0, 255.0) as u8;
